@@ -1,0 +1,230 @@
+"""The exam list: the pipeline's state, one record per exam (``WORKDIR/exams.json``).
+
+Each exam is a plain dict with the reference implementation's keys and meanings, so it converts
+losslessly to and from the authors' pickled exam lists::
+
+    {"exam_id": "0", "patient_id": "p0", "split": "test", "horizontal_flip": "NO",
+     "L-CC": ["0_L_CC"], "R-CC": ["0_R_CC"], "L-MLO": ["0_L_MLO"], "R-MLO": ["0_R_MLO"],
+     # after preprocessing, per view a list aligned with the image names:
+     "window_location": {"L-CC": [[top, bottom, left, right]], ...},
+     "rightmost_points": {"L-CC": [[[y_start, y_end], x]], ...},
+     "bottommost_points": {"L-CC": [[y, [x_start, x_end]]], ...},
+     "distance_from_starting_side": {"L-CC": [0], ...},
+     "best_center": {"L-CC": [[y, x]], ...},
+     # after heatmaps: paths relative to the work folder, aligned with the image names
+     "heatmap_malignant": {"L-CC": ["heatmaps/malignant/0_L_CC.npy"]}, "heatmap_benign": {...},
+     # mammokit extras
+     "source_paths": {"L-CC": ["/archive/....dcm"]}}
+
+Image names are file stems under the work folder's image folder (``cropped/<name>.png``).
+``window_location`` is in original-image coordinates; ``rightmost_points``, ``bottommost_points``
+and ``best_center`` are in the flipped (chest wall on the left) frame of the cropped image.
+JSON has no tuples: they are stored as lists and turned back into tuples on export to pickle.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mammokit.config import VIEWS
+from mammokit.utils.io import write_bytes_atomic, write_json_atomic
+
+FORMAT = "mammokit.exams"
+FORMAT_VERSION = 1
+
+GEOMETRY_FIELDS = (
+    "window_location",
+    "rightmost_points",
+    "bottommost_points",
+    "distance_from_starting_side",
+    "best_center",
+)
+HEATMAP_FIELDS = ("heatmap_malignant", "heatmap_benign")
+PER_IMAGE_FIELDS = GEOMETRY_FIELDS + HEATMAP_FIELDS + ("source_paths",)
+REFERENCE_EXAM_KEYS = ("horizontal_flip",) + VIEWS + GEOMETRY_FIELDS
+
+
+class ExamListError(ValueError):
+    """A malformed exam list (names the file and the problem)."""
+
+
+# ----------------------------------------------------------------------------- JSON (native)
+
+
+def load_exams(path: str | Path) -> tuple[list[dict], dict]:
+    """Read ``exams.json``. Returns ``(exams, meta)``; ``meta`` holds every top-level key other
+    than ``exams`` (format, version, preset, image_dir, ...)."""
+    import json
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no exam list here (run `mammokit preprocess` first)") from None
+    except json.JSONDecodeError as exc:
+        raise ExamListError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("exams"), list):
+        raise ExamListError(f"{path}: not a mammokit exam list (expected format {FORMAT!r})")
+    if doc.get("version", 0) > FORMAT_VERSION:
+        raise ExamListError(f"{path}: exam list version {doc['version']} is newer than this mammokit")
+    exams = doc.pop("exams")
+    for i, exam in enumerate(exams):
+        validate_exam(exam, where=f"{path}: exam #{i}")
+    return exams, doc
+
+
+def save_exams(path: str | Path, exams: list[dict], **meta: Any) -> None:
+    """Write ``exams.json`` atomically; ``meta`` keys (preset, image_dir, ...) go at top level."""
+    doc = {"format": FORMAT, "version": FORMAT_VERSION, **meta, "exams": [_jsonable(e) for e in exams]}
+    write_json_atomic(path, doc)
+
+
+def validate_exam(exam: dict, where: str = "exam") -> None:
+    """Check an exam record's structure: view lists, and per-image fields aligned with them."""
+    if not isinstance(exam, dict):
+        raise ExamListError(f"{where}: expected a dict, got {type(exam).__name__}")
+    flip = exam.get("horizontal_flip", "NO")
+    if flip not in ("YES", "NO"):
+        raise ExamListError(f"{where}: horizontal_flip must be 'YES' or 'NO', got {flip!r}")
+    for view in VIEWS:
+        names = exam.get(view, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ExamListError(f"{where}: {view} must be a list of image names")
+    for field in PER_IMAGE_FIELDS:
+        if field not in exam:
+            continue
+        per_view = exam[field]
+        if not isinstance(per_view, dict):
+            raise ExamListError(f"{where}: {field} must map views to lists")
+        for view, values in per_view.items():
+            if view not in VIEWS:
+                raise ExamListError(f"{where}: {field} has unknown view {view!r}")
+            if not isinstance(values, list) or len(values) != len(exam.get(view, [])):
+                raise ExamListError(
+                    f"{where}: {field}[{view}] has {len(values) if isinstance(values, list) else '?'} "
+                    f"entries for {len(exam.get(view, []))} images"
+                )
+
+
+def iter_images(exams: Iterable[dict]):
+    """Yield ``(exam, view, index, name)`` for every image of every exam, in order."""
+    for exam in exams:
+        for view in VIEWS:
+            for index, name in enumerate(exam.get(view, [])):
+                yield exam, view, index, name
+
+
+def image_field(exam: dict, field: str, view: str, index: int = 0) -> Any:
+    """One image's per-image value, e.g. ``image_field(exam, "best_center", "L-CC")``."""
+    try:
+        return exam[field][view][index]
+    except (KeyError, IndexError):
+        raise KeyError(f"exam {exam.get('exam_id', '?')}: no {field} for {view}[{index}]") from None
+
+
+def set_image_field(exam: dict, field: str, view: str, index: int, value: Any) -> None:
+    """Set one image's per-image value, creating aligned lists (``None``-filled) as needed."""
+    per_view = exam.setdefault(field, {})
+    values = per_view.setdefault(view, [None] * len(exam.get(view, [])))
+    while len(values) < len(exam.get(view, [])):
+        values.append(None)
+    values[index] = value
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalar
+        return obj.item()
+    return obj
+
+
+# ----------------------------------------------------------------------- reference pickles
+
+# Only plain data may come out of a reference exam list. Real files hold numpy scalars (ints from
+# numpy arithmetic), which pickle as numpy.core.multiarray.scalar(dtype, bytes); nothing else is
+# admitted, so a crafted pickle cannot call arbitrary code.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "dtype"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("collections", "OrderedDict"),
+}
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: exam lists hold plain data only")
+
+
+def load_reference_pickle(path: str | Path) -> list[dict]:
+    """Read the authors' pickled exam list safely and return mammokit exam records.
+
+    Each record gets an ``exam_id`` (its position, as a string, unless one is present) and
+    JSON-compatible values (tuples -> lists, numpy scalars -> Python numbers).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        obj = _PlainDataUnpickler(io.BytesIO(data)).load()
+    except pickle.UnpicklingError as exc:
+        raise ExamListError(f"{path}: {exc}") from None
+    except Exception as exc:  # truncated or not a pickle at all
+        raise ExamListError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, list) or not all(isinstance(e, dict) for e in obj):
+        raise ExamListError(f"{path}: expected a list of exam dicts, got {type(obj).__name__}")
+    exams = []
+    for i, raw in enumerate(obj):
+        exam = _jsonable(raw)
+        exam.setdefault("exam_id", str(i))
+        exam.setdefault("horizontal_flip", "NO")
+        for view in VIEWS:
+            exam.setdefault(view, [])
+        validate_exam(exam, where=f"{path}: exam #{i}")
+        exams.append(exam)
+    return exams
+
+
+def _tuplify(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if field == "window_location" or field == "best_center":
+        return tuple(int(v) for v in value)
+    if field == "rightmost_points":
+        (y0, y1), x = value
+        return ((int(y0), int(y1)), int(x))
+    if field == "bottommost_points":
+        y, (x0, x1) = value
+        return (int(y), (int(x0), int(x1)))
+    if field == "distance_from_starting_side":
+        return int(value)
+    return value
+
+
+def to_reference_exams(exams: Iterable[dict]) -> list[dict]:
+    """Convert mammokit exam records to the reference's dicts (tuples, only its keys)."""
+    out = []
+    for exam in exams:
+        ref: dict[str, Any] = {"horizontal_flip": exam.get("horizontal_flip", "NO")}
+        for view in VIEWS:
+            ref[view] = list(exam.get(view, []))
+        for field in GEOMETRY_FIELDS:
+            if field in exam:
+                ref[field] = {v: [_tuplify(field, x) for x in vals] for v, vals in exam[field].items()}
+        out.append(ref)
+    return out
+
+
+def save_reference_pickle(path: str | Path, exams: Iterable[dict]) -> None:
+    """Write an exam list the reference implementation can read (pickle protocol 2)."""
+    write_bytes_atomic(path, pickle.dumps(to_reference_exams(exams), protocol=2))

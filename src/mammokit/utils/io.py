@@ -1,0 +1,75 @@
+"""Atomic output: every file mammokit writes appears whole or not at all.
+
+Each writer writes to a temporary file in the destination's folder and ``os.replace``-s it into
+place, so a job killed mid-write never leaves a truncated file that a resumed job would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    ``suffix`` defaults to the destination's suffix, so libraries that pick a format from the file
+    name (OpenCV, matplotlib, h5py) write the right one.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary name keeps the destination's suffix (".png", ".h5") as its last suffix.
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{dest.stem}.tmp-", suffix=suffix if suffix is not None else dest.suffix, dir=dest.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def write_csv_atomic(
+    path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]
+) -> None:
+    """Write dict rows as CSV (header ``fieldnames``; extra keys are an error)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(fieldnames))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(row)
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, Paths: the types that reach JSON output in practice.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
