@@ -154,6 +154,9 @@ _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
     ("numpy", "dtype"),
+    # Protocol-2 pickles written by Python 3 store bytes (a numpy scalar's payload) as
+    # _codecs.encode(str, "latin1"): a pure string-to-bytes conversion, no code execution.
+    ("_codecs", "encode"),
     ("builtins", "set"),
     ("builtins", "frozenset"),
     ("collections", "OrderedDict"),
@@ -174,11 +177,16 @@ def load_reference_pickle(path: str | Path) -> list[dict]:
     JSON-compatible values (tuples -> lists, numpy scalars -> Python numbers).
     """
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: exam list not found") from None
     try:
         obj = _PlainDataUnpickler(io.BytesIO(data)).load()
     except pickle.UnpicklingError as exc:
-        raise ExamListError(f"{path}: {exc}") from None
+        if str(exc).startswith("refusing to load"):
+            raise ExamListError(f"{path}: {exc}") from None
+        raise ExamListError(f"{path}: not a readable pickle ({exc})") from None
     except Exception as exc:  # truncated or not a pickle at all
         raise ExamListError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, list) or not all(isinstance(e, dict) for e in obj):
@@ -228,3 +236,58 @@ def to_reference_exams(exams: Iterable[dict]) -> list[dict]:
 def save_reference_pickle(path: str | Path, exams: Iterable[dict]) -> None:
     """Write an exam list the reference implementation can read (pickle protocol 2)."""
     write_bytes_atomic(path, pickle.dumps(to_reference_exams(exams), protocol=2))
+
+
+# ------------------------------------------------------------------ work-folder import / export
+
+
+def import_reference_exam_list(
+    pickle_path: str | Path, image_dir: str | Path, workdir: str | Path, preset: str = "paper"
+) -> Path:
+    """Reference exam list (``.pkl``) -> ``WORKDIR/exams.json`` whose ``image_dir`` is
+    ``image_dir`` (stored relative to the work folder when inside it, else absolute).
+
+    Images named in the list but absent from ``image_dir`` are logged (not fatal: a later stage
+    reports them per exam). Returns the path of the written ``exams.json``.
+    """
+    import os
+
+    from mammokit.config import get_preset
+    from mammokit.utils.log import get_logger
+
+    log = get_logger(__name__)
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"{image_dir}: image folder not found")
+    exams = load_reference_pickle(pickle_path)
+    preset_obj = get_preset(preset)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        shown = Path(os.path.relpath(image_dir.resolve(), workdir.resolve()))
+        shown_str = shown.as_posix() if not shown.as_posix().startswith("..") else str(image_dir.resolve())
+    except ValueError:  # different drives (Windows)
+        shown_str = str(image_dir.resolve())
+    missing = [name for _, _, _, name in iter_images(exams) if not (image_dir / f"{name}.png").exists()]
+    if missing:
+        log.warning(
+            "%d of the exam list's images are not in %s (first: %s.png)", len(missing), image_dir, missing[0]
+        )
+    out = workdir / "exams.json"
+    save_exams(
+        out,
+        exams,
+        preset=preset_obj.name,
+        preset_config=preset_obj.to_dict(),
+        image_dir=shown_str,
+        source=str(Path(pickle_path).resolve()),
+    )
+    log.info("imported %d exams from %s -> %s", len(exams), pickle_path, out)
+    return out
+
+
+def export_reference_exam_list(workdir: str | Path, pickle_path: str | Path) -> int:
+    """``WORKDIR/exams.json`` -> the reference's pickled exam list. Returns the number of exams."""
+    exams, _ = load_exams(Path(workdir) / "exams.json")
+    save_reference_pickle(pickle_path, exams)
+    return len(exams)

@@ -1,0 +1,515 @@
+"""DICOM mammograms: pixels for display-ready 16-bit images, and fast header parsing.
+
+Pixels (:func:`read_dicom_pixels`)
+----------------------------------
+Returns ``uint16`` ``[H, W]``, display orientation, background exactly 0, by these steps:
+
+1. **Decode** the stored values with pydicom's pixel handlers. Compressed mammography syntaxes
+   (JPEG 2000, JPEG lossless, JPEG-LS, RLE, HTJ2K) need a plugin (pylibjpeg-openjpeg,
+   pylibjpeg-libjpeg, pyjpegls, python-gdcm); when none is installed the error names the
+   transfer syntax and the packages that would decode it.
+2. **Padding mask** from the *stored* values (as the standard defines it): pixels equal to
+   PixelPaddingValue, or within [PixelPaddingValue, PixelPaddingRangeLimit] (either order) when
+   the range limit is present.
+3. **Modality LUT / Rescale** (``pydicom.pixels.apply_modality_lut``). The nominal output range
+   ``[lo, hi]`` is the stored range ``[0, 2**BitsStored - 1]`` (signed: centred on 0) mapped
+   through Rescale, or ``[0, 2**n - 1]`` for a Modality LUT Sequence of n-bit entries.
+4. **VOI** (``pydicom.pixels.apply_voi_lut``, first item / first window value when several are
+   given, the VOI LUT Sequence preferred over windows): the VOI LUT output ``[0, 2**n - 1]`` or
+   the window output range (LINEAR, LINEAR_EXACT, SIGMOID per PS3.3 C.11.2, whose output spans
+   the same nominal ``[lo, hi]`` as step 3) becomes ``[lo, hi]``. Without any VOI the values
+   from step 3 are kept.
+5. **To 16 bits**: ``y16 = round((y - lo) / (hi - lo) * 65535)``, clipped to 0..65535. So a
+   16-bit stored image without VOI is returned unchanged, a 12-bit one is scaled by
+   65535 / 4095, and a windowed image uses the whole 16-bit range.
+6. **MONOCHROME1** (bright = low values) is inverted: ``y16 = 65535 - y16``, so the air
+   background, stored bright, becomes dark.
+7. **Padding -> 0**: the padding mask from step 2 is set to 0 (background), after the inversion
+   so it is exactly 0 whatever the photometric interpretation.
+8. **Orientation**: when PatientOrientation's row direction says the image is stored mirrored
+   relative to the display convention (L breast: chest wall on the left, rows run Anterior; R
+   breast: chest wall on the right, rows run Posterior), the image is flipped left-right.
+   Vertical orientation is left as stored.
+
+A real mammogram's air background is 0 after these steps when the file marks it as padding,
+when the window clips it, or when it sits at the end of the stored range; otherwise the darkest
+values are kept as they are (the crop stage thresholds at 0, so such files should be windowed).
+
+Headers (:func:`read_dicom_info`)
+---------------------------------
+Reads only the header (``stop_before_pixels``) and returns a :class:`DicomInfo`: study
+(exam) and patient ids, laterality, view (normalised to ``CC``, ``MLO`` or the raw code such as
+``ML``, ``XCCL``), view modifiers (spot compression, magnification...), modality,
+PresentationIntentType, size, whether pixel data follows the header, and a mirroring hint from
+PatientOrientation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mammokit.data.images import ImageReadError
+
+# Packages that decode each compressed transfer syntax (for the "install ..." hint).
+_DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.90": "pylibjpeg + pylibjpeg-openjpeg, or python-gdcm, or pillow",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg + pylibjpeg-openjpeg, or python-gdcm, or pillow",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": "pylibjpeg + pylibjpeg-openjpeg",  # HTJ2K lossless
+    "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.57": "pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": "pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.50": "pylibjpeg + pylibjpeg-libjpeg, or pillow, or python-gdcm",
+    "1.2.840.10008.1.2.4.51": "pylibjpeg + pylibjpeg-libjpeg, or pillow, or python-gdcm",
+    "1.2.840.10008.1.2.4.80": "pyjpegls, or pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",  # JPEG-LS
+    "1.2.840.10008.1.2.4.81": "pyjpegls, or pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",
+    "1.2.840.10008.1.2.5": "numpy (built in), or pylibjpeg + pylibjpeg-rle",  # RLE
+}
+
+# SNOMED-CT codes of ViewCodeSequence (DICOM CID 4014).
+_VIEW_CODES = {"399162004": "CC", "399368009": "MLO", "399260004": "ML", "399352003": "LM"}
+_VIEW_MEANINGS = {
+    "cranio-caudal": "CC",
+    "craniocaudal": "CC",
+    "medio-lateral oblique": "MLO",
+    "mediolateral oblique": "MLO",
+    "medio-lateral": "ML",
+    "latero-medial": "LM",
+    "latero-medial oblique": "LMO",
+    "exaggerated cranio-caudal": "XCC",
+    "cranio-caudal exaggerated laterally": "XCCL",
+    "cranio-caudal exaggerated medially": "XCCM",
+}
+_LATERALITY = {"L": "L", "R": "R", "LEFT": "L", "RIGHT": "R"}
+
+_PIXEL_GROUP = 0x7FE0
+
+
+@dataclass
+class DicomInfo:
+    """What a DICOM header says about one image (no pixels read).
+
+    ``laterality`` is ``"L"``/``"R"`` or ``None``; ``view`` is the normalised view code (``CC``,
+    ``MLO``, or e.g. ``ML``, ``XCCL``) or ``None``; ``mirrored`` is True when PatientOrientation
+    says the image is stored mirrored relative to the display convention (L images chest wall on
+    the left, R on the right), False when it confirms the convention, None when unknown;
+    :func:`read_dicom_pixels` undoes a mirrored storage.
+    """
+
+    path: str
+    study_uid: str | None
+    patient_id: str | None
+    sop_instance_uid: str | None
+    laterality: str | None
+    view: str | None
+    view_modifiers: list[str] = field(default_factory=list)
+    modality: str | None = None
+    presentation_intent: str | None = None
+    photometric: str | None = None
+    transfer_syntax: str | None = None
+    has_pixel_data: bool = False
+    rows: int | None = None
+    columns: int | None = None
+    frames: int = 1
+    patient_orientation: list[str] = field(default_factory=list)
+    field_of_view_horizontal_flip: str | None = None
+    mirrored: bool | None = None
+
+    @property
+    def view_name(self) -> str | None:
+        """``"L-CC"`` etc. when laterality and view are both known."""
+        if self.laterality and self.view:
+            return f"{self.laterality}-{self.view}"
+        return None
+
+
+# ----------------------------------------------------------------------------- headers
+
+
+def normalise_view(value: object) -> str | None:
+    """``'CC'``, ``'cc'``, ``'ML O'``, ``'M L O'``, ``'MLO '`` -> ``'CC'``/``'MLO'``; other codes
+    are returned upper-cased without spaces (``'XCCL'``, ``'ML'``); empty -> None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    meaning = _VIEW_MEANINGS.get(text.lower())
+    if meaning:
+        return meaning
+    return re.sub(r"[\s_\-]+", "", text).upper()
+
+
+def _str_or_none(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _view_from_code_sequence(ds) -> tuple[str | None, list[str]]:
+    seq = ds.get("ViewCodeSequence")
+    if not seq:
+        return None, []
+    item = seq[0]
+    view = None
+    code = _str_or_none(item.get("CodeValue"))
+    if code in _VIEW_CODES:
+        view = _VIEW_CODES[code]
+    else:
+        view = normalise_view(item.get("CodeMeaning"))
+    modifiers = []
+    for mod in item.get("ViewModifierCodeSequence") or []:
+        text = _str_or_none(mod.get("CodeMeaning")) or _str_or_none(mod.get("CodeValue"))
+        if text:
+            modifiers.append(text)
+    return view, modifiers
+
+
+def _mirroring_hint(laterality: str | None, orientation: list[str]) -> bool | None:
+    # PatientOrientation's first value is the patient direction of the rows (left -> right).
+    # Display convention: L breast chest wall on the left, so moving right goes Anterior (to the
+    # nipple); R breast chest wall on the right, so moving right goes Posterior.
+    if laterality not in ("L", "R") or len(orientation) < 1:
+        return None
+    row_dir = orientation[0].upper()
+    if not row_dir or row_dir[0] not in "AP" or not set(row_dir) <= set("APLRHFL"):
+        return None
+    expected = "A" if laterality == "L" else "P"
+    return row_dir[0] != expected
+
+
+def _pixel_data_after(fp, implicit_vr: bool, little_endian: bool) -> tuple[bool, bool]:
+    """``(present, truncated)`` for the element at the file position.
+
+    ``dcmread(stop_before_pixels=True)`` leaves the file at the first element of group 7FE0, so
+    its tag and length tell cheaply whether pixel data follows and whether the file is long enough
+    to hold it, without reading the pixels.
+    """
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 8:
+        return False, False
+    order = "little" if little_endian else "big"
+    group, element = int.from_bytes(head[0:2], order), int.from_bytes(head[2:4], order)
+    if group != _PIXEL_GROUP or element not in (0x0008, 0x0009, 0x0010):
+        return False, False
+    if implicit_vr:
+        length, header = int.from_bytes(head[4:8], order), 8
+    elif len(head) == 12:
+        length, header = int.from_bytes(head[8:12], order), 12  # OB/OW/OF/OD: 2 reserved bytes
+    else:
+        return True, True
+    if length == 0xFFFFFFFF:  # encapsulated (compressed) frames: length not known up front
+        return True, False
+    fp.seek(0, os.SEEK_END)
+    return True, fp.tell() < start + header + length
+
+
+def read_dicom_info(path: str | os.PathLike) -> DicomInfo:
+    """Parse one DICOM header (pixels are not read). Raises :class:`ImageReadError` naming the
+    file when it is not a readable DICOM file."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fp:
+            try:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            except InvalidDicomError:
+                raise ImageReadError(f"{path}: not a DICOM file") from None
+            except Exception as exc:  # truncated headers raise many different errors
+                raise ImageReadError(f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})") from None
+            syntax = _str_or_none(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None))
+            truncated = False
+            if syntax == "1.2.840.10008.1.2.1.99":
+                # Deflated: the file position is inside a decompressed stream; ask pydicom again.
+                fp.seek(0)
+                full = pydicom.dcmread(fp, defer_size=256)
+                has_pixels = any(tag.group == _PIXEL_GROUP for tag in full.keys())
+            else:
+                implicit, little = ds.original_encoding
+                has_pixels, truncated = _pixel_data_after(fp, bool(implicit), little is not False)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read file ({exc})") from None
+
+    if truncated:
+        raise ImageReadError(f"{path}: truncated DICOM file (pixel data shorter than its declared length)")
+    if "SOPClassUID" not in ds and "Modality" not in ds:
+        # pydicom stops quietly at the end of a cut-off file; a real image header has both.
+        raise ImageReadError(f"{path}: truncated or incomplete DICOM header (no SOPClassUID or Modality)")
+    laterality = _laterality_of(ds)
+    orientation = _orientation_of(ds)
+
+    view = normalise_view(ds.get("ViewPosition"))
+    code_view, modifiers = _view_from_code_sequence(ds)
+    if view is None:
+        view = code_view
+    if view is None and orientation:
+        # CBIS-DDSM writes the view into PatientOrientation (e.g. "CC") instead of ViewPosition.
+        candidate = normalise_view("".join(orientation))
+        if candidate in ("CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM", "XCC", "FB", "SIO", "AT"):
+            view = candidate
+
+    return DicomInfo(
+        path=str(path),
+        study_uid=_str_or_none(ds.get("StudyInstanceUID")),
+        patient_id=_str_or_none(ds.get("PatientID")),
+        sop_instance_uid=_str_or_none(ds.get("SOPInstanceUID")),
+        laterality=laterality,
+        view=view,
+        view_modifiers=modifiers,
+        modality=_str_or_none(ds.get("Modality")),
+        presentation_intent=_str_or_none(ds.get("PresentationIntentType")),
+        photometric=_str_or_none(ds.get("PhotometricInterpretation")),
+        transfer_syntax=syntax,
+        has_pixel_data=has_pixels,
+        rows=int(ds.Rows) if ds.get("Rows") is not None else None,
+        columns=int(ds.Columns) if ds.get("Columns") is not None else None,
+        frames=int(ds.get("NumberOfFrames") or 1),
+        patient_orientation=orientation,
+        field_of_view_horizontal_flip=_str_or_none(ds.get("FieldOfViewHorizontalFlip")),
+        mirrored=_mirroring_hint(laterality, orientation),
+    )
+
+
+# ----------------------------------------------------------------------------- pixels
+
+
+def _decode(path: Path, ds) -> np.ndarray:
+    from pydicom.pixels import get_decoder
+
+    syntax = ds.file_meta.TransferSyntaxUID if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else None
+    if syntax is not None and syntax.is_compressed:
+        try:
+            decoder = get_decoder(syntax)
+        except NotImplementedError:
+            raise ImageReadError(f"{path}: transfer syntax {syntax.name} ({syntax}) is not supported by pydicom") from None
+        if not decoder.is_available:
+            packages = _DECODER_PACKAGES.get(str(syntax), "a pydicom pixel-data plugin")
+            raise ImageReadError(
+                f"{path}: cannot decode {syntax.name} ({syntax}): no decoder installed; install {packages}"
+            )
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - every decoder raises its own types
+        name = f"{syntax.name} ({syntax})" if syntax is not None else "unknown transfer syntax"
+        raise ImageReadError(f"{path}: cannot decode pixel data, {name}: {type(exc).__name__}: {exc}") from None
+
+
+def _stored_range(ds) -> tuple[float, float]:
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+    if int(ds.get("PixelRepresentation") or 0) == 0:
+        return 0.0, float(2**bits - 1)
+    return float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+
+
+def _modality_range(ds) -> tuple[float, float]:
+    """Nominal value range after step 3 (see the module docstring)."""
+    if ds.get("ModalityLUTSequence"):
+        depth = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2**depth - 1)
+    lo, hi = _stored_range(ds)
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        a, b = lo * slope + intercept, hi * slope + intercept
+        return min(a, b), max(a, b)
+    return lo, hi
+
+
+def _padding_mask(ds, stored: np.ndarray) -> np.ndarray | None:
+    pad = ds.get("PixelPaddingValue")
+    if pad is None:
+        return None
+    pad = int(pad)
+    limit = ds.get("PixelPaddingRangeLimit")
+    if limit is None:
+        return stored == pad
+    lo, hi = sorted((pad, int(limit)))
+    return (stored >= lo) & (stored <= hi)
+
+
+def dicom_to_uint16(ds, stored: np.ndarray, path: str | os.PathLike = "<dataset>") -> np.ndarray:
+    """Map decoded stored values ``[H, W]`` of dataset ``ds`` to display ``uint16`` ``[H, W]``
+    (steps 2-7 of the module docstring)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageReadError(f"{path}: photometric interpretation {photometric}; expected a grayscale mammogram")
+    padding = _padding_mask(ds, stored)
+    lo, hi = _modality_range(ds)
+    values = apply_modality_lut(stored, ds)
+    voi_seq = ds.get("VOILUTSequence")
+    has_lut = bool(voi_seq) and voi_seq[0].get("LUTDescriptor") is not None and voi_seq[0].get("LUTData") is not None
+    has_window = ds.get("WindowCenter") not in (None, "") and ds.get("WindowWidth") not in (None, "")
+    try:
+        if has_lut:
+            # A VOI LUT indexes integer inputs; rescaled values are float, so round them first.
+            if not np.issubdtype(values.dtype, np.integer):
+                values = np.rint(values).astype(np.int64)
+            values = apply_voi_lut(values, ds, index=0, prefer_lut=True)
+            depth = int(voi_seq[0].LUTDescriptor[2])
+            lo, hi = 0.0, float(2**depth - 1)
+        elif has_window:
+            # pydicom's window output spans the nominal [lo, hi] of step 3 (PS3.3 C.11.2.1.2).
+            values = apply_voi_lut(values, ds, index=0, prefer_lut=False)
+    except (ValueError, NotImplementedError, AttributeError, IndexError) as exc:
+        raise ImageReadError(f"{path}: invalid VOI LUT / window ({exc})") from None
+    span = hi - lo if hi > lo else 1.0
+    out = np.rint((np.asarray(values, dtype=np.float64) - lo) / span * 65535.0)
+    out = np.clip(out, 0, 65535).astype(np.uint16)
+    if photometric == "MONOCHROME1":
+        out = np.uint16(65535) - out
+    if padding is not None:
+        out[padding] = 0
+    return out
+
+
+def _laterality_of(ds) -> str | None:
+    for keyword in ("ImageLaterality", "Laterality"):
+        value = _str_or_none(ds.get(keyword))
+        if value and value.upper() in _LATERALITY:
+            return _LATERALITY[value.upper()]
+    return None
+
+
+def _orientation_of(ds) -> list[str]:
+    raw = ds.get("PatientOrientation")
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, str):
+        return [raw.strip()]
+    return [str(v).strip() for v in raw]
+
+
+def read_dicom_pixels(path: str | os.PathLike, standard_orientation: bool = True) -> np.ndarray:
+    """Read a DICOM mammogram as display-ready ``uint16`` ``[H, W]`` with background 0 (see the
+    module docstring). With ``standard_orientation`` (default), an image whose PatientOrientation
+    says it is stored mirrored (L breast with the chest wall on the right, R breast with the chest
+    wall on the left) is flipped left-right, so every DICOM enters the pipeline in the display
+    convention and exams need ``horizontal_flip = NO``. Raises :class:`ImageReadError` naming the
+    file and the reason."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except InvalidDicomError:
+        raise ImageReadError(f"{path}: not a DICOM file") from None
+    except Exception as exc:  # noqa: BLE001 - truncated files raise many error types
+        raise ImageReadError(f"{path}: unreadable DICOM file ({type(exc).__name__}: {exc})") from None
+    if "PixelData" not in ds:
+        raise ImageReadError(f"{path}: DICOM file has no pixel data (7FE0,0010)")
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    if samples != 1:
+        raise ImageReadError(f"{path}: {samples} samples per pixel (colour); expected a grayscale mammogram")
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if frames != 1:
+        raise ImageReadError(f"{path}: {frames} frames (e.g. tomosynthesis); expected one 2-D image")
+    stored = _decode(path, ds)
+    if stored.ndim != 2:
+        raise ImageReadError(f"{path}: pixel data has shape {stored.shape}; expected a 2-D image")
+    out = dicom_to_uint16(ds, stored, path)
+    if standard_orientation and _mirroring_hint(_laterality_of(ds), _orientation_of(ds)):
+        out = np.ascontiguousarray(out[:, ::-1])
+    return out
+
+
+# ----------------------------------------------------------------------------- writing
+
+_MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image - For Presentation
+_VIEW_CODE_OUT = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
+
+
+def write_dicom(
+    path: str | os.PathLike,
+    pixels: np.ndarray,
+    *,
+    laterality: str,
+    view: str,
+    study_uid: str | None = None,
+    patient_id: str = "anonymous",
+    bits_stored: int = 16,
+    photometric: str = "MONOCHROME2",
+    transfer_syntax: str = "1.2.840.10008.1.2.1",
+    uid_seed: str | None = None,
+    **elements,
+) -> None:
+    """Write ``pixels`` (``uint16`` ``[H, W]``, stored values) as a minimal MG DICOM, atomically.
+
+    The header carries what :func:`read_dicom_info` needs (study, patient, ImageLaterality,
+    ViewPosition + ViewCodeSequence, Modality MG, FOR PRESENTATION). UIDs are derived from
+    ``uid_seed`` (default: path, laterality, view) so the same call writes the same file.
+    ``transfer_syntax`` may be a compressed syntax pydicom can encode (RLE Lossless natively,
+    JPEG 2000 Lossless with pylibjpeg-openjpeg). Extra keyword ``elements`` are set as DICOM
+    keywords (e.g. ``WindowCenter=2048``); a value of None deletes that element.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence as DicomSequence
+    from pydicom.uid import UID, generate_uid
+
+    from mammokit.utils.io import atomic_path
+
+    pixels = np.asarray(pixels)
+    if pixels.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D array [H, W], got shape {pixels.shape}")
+    if pixels.size and (pixels.min() < 0 or pixels.max() > 2**bits_stored - 1):
+        raise ValueError(f"{path}: values {pixels.min()}..{pixels.max()} do not fit in {bits_stored} bits")
+    lat = laterality.upper()
+    kind = normalise_view(view)
+    seed = uid_seed if uid_seed is not None else f"{Path(path).as_posix()}|{lat}|{kind}"
+    study = study_uid or generate_uid(entropy_srcs=[seed, "study"])
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(_MG_FOR_PRESENTATION)
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[seed, "sop"])
+    # Uncompressed syntaxes (explicit or implicit VR) are written directly; compressed ones are
+    # encoded from explicit VR little endian by ds.compress below.
+    syntax = UID(transfer_syntax)
+    meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1") if syntax.is_compressed else syntax
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[seed, "series"])
+    ds.PatientID = patient_id
+    ds.Modality = "MG"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageLaterality = lat
+    ds.ViewPosition = kind
+    if kind in _VIEW_CODE_OUT:
+        code = Dataset()
+        code.CodeValue, code.CodeMeaning = _VIEW_CODE_OUT[kind]
+        code.CodingSchemeDesignator = "SCT"
+        ds.ViewCodeSequence = DicomSequence([code])
+    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.ascontiguousarray(pixels.astype("<u2")).tobytes()
+    for keyword, value in elements.items():
+        if value is None:
+            if keyword in ds:
+                delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    if syntax.is_compressed:
+        ds.compress(syntax)
+    with atomic_path(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
