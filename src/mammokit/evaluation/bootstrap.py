@@ -1,0 +1,98 @@
+"""Bootstrap confidence intervals that resample exams, not breasts.
+
+The two breasts of an exam are correlated (same woman, same reader, same image quality), so
+resampling breasts independently would understate the variance. Each replicate draws exams with
+replacement and keeps both breasts of every drawn exam. The draws depend only on the seed and the
+number of exams, so with the same seed every model and task is scored on the same replicates
+(paired comparison), and results are reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mammokit.evaluation.metrics import UndefinedMetricError
+
+
+@dataclass
+class ConfidenceInterval:
+    """A percentile bootstrap interval.
+
+    Attributes:
+        low, high: the 2.5th / 97.5th percentiles (for level 0.95) of the valid replicates.
+        n_valid: replicates where the metric was defined (both classes present).
+        n_boot: replicates drawn.
+        level: coverage level.
+    """
+
+    low: float | None
+    high: float | None
+    n_valid: int
+    n_boot: int
+    level: float = 0.95
+
+
+def draw_group_resamples(n_groups: int, n_boot: int, seed: int) -> np.ndarray:
+    """``[n_boot, n_groups]`` group (exam) indices drawn with replacement, from ``seed``."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n_groups, size=(n_boot, n_groups))
+
+
+def rows_for_groups(groups: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Row indices of every row of each chosen group (repeats kept), in draw order.
+
+    ``groups`` is the group index per row (any order, any group size).
+    """
+    order = np.argsort(groups, kind="stable")
+    counts = np.bincount(groups, minlength=int(groups.max()) + 1 if len(groups) else 0)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    c = counts[chosen]
+    total = int(c.sum())
+    # Position k of the output is offset (k - first position of its group's block) into the block.
+    block_start = np.repeat(np.cumsum(c) - c, c)
+    offsets = np.arange(total) - block_start
+    return order[np.repeat(starts[chosen], c) + offsets]
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    groups: np.ndarray,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    resamples: np.ndarray | None = None,
+) -> ConfidenceInterval:
+    """Percentile bootstrap CI of ``metric`` resampling ``groups`` (exams).
+
+    ``resamples`` (``[n_boot, n_groups]``, from :func:`draw_group_resamples`) can be shared across
+    models and tasks; otherwise it is drawn from ``seed``. Replicates where the metric is undefined
+    (a single class drawn) are skipped and counted out of ``n_valid``.
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=float)
+    groups = np.asarray(groups)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    if n_boot <= 0 or n_groups == 0:
+        return ConfidenceInterval(None, None, 0, max(n_boot, 0), level)
+    if resamples is None:
+        resamples = draw_group_resamples(n_groups, n_boot, seed)
+    values = []
+    for chosen in resamples:
+        rows = rows_for_groups(groups, chosen)
+        yt = y_true[rows]
+        if yt.min() == yt.max():  # one class in this replicate: metric undefined, skip it
+            continue
+        try:
+            values.append(metric(yt, y_score[rows]))
+        except UndefinedMetricError:
+            continue
+    if not values:
+        return ConfidenceInterval(None, None, 0, len(resamples), level)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(np.asarray(values), [alpha, 1 - alpha])
+    return ConfidenceInterval(float(low), float(high), len(values), len(resamples), level)
