@@ -30,6 +30,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         prefix=f".{dest.stem}.tmp-", suffix=suffix if suffix is not None else dest.suffix, dir=dest.parent
     )
     os.close(fd)
+    # mkstemp creates files with mode 0600; give them the usual permissions (0666 & ~umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
