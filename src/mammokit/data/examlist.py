@@ -12,7 +12,7 @@ losslessly to and from the authors' pickled exam lists::
      "distance_from_starting_side": {"L-CC": [0], ...},
      "best_center": {"L-CC": [[y, x]], ...},
      # after heatmaps: paths relative to the work folder, aligned with the image names
-     "heatmap_malignant": {"L-CC": ["heatmaps/malignant/0_L_CC.npy"]}, "heatmap_benign": {...},
+     "heatmap_malignant": {"L-CC": ["heatmaps/malignant/0_L_CC.png"]}, "heatmap_benign": {...},
      # mammokit extras
      "source_paths": {"L-CC": ["/archive/....dcm"]}}
 

@@ -1,0 +1,44 @@
+"""``mammokit heatmaps``: patch-classifier heatmaps for every image of a work folder."""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 30
+
+
+def _heatmaps(args: argparse.Namespace) -> int:
+    from mammokit.heatmaps.run import make_heatmaps
+
+    summary = make_heatmaps(
+        args.workdir, args.patch_model, stride=args.stride, batch_size=args.batch_size, device=args.device,
+        dtype=args.dtype, reference_layout=args.reference_layout, seed=args.seed, strict=args.strict,
+    )
+    rate = summary["patches"] / summary["seconds"] if summary["seconds"] > 0 else 0.0
+    print(
+        f"heatmaps: {summary['done']} images done, {summary['skipped']} already there, {summary['failed']} failed "
+        f"({summary['patches']} patches of {summary['patch_size']} px, stride {summary['stride']}, {rate:.1f} patches/s)"
+    )
+    return 1 if summary["failed"] else 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "heatmaps",
+        help="patch-classifier heatmaps (malignant, benign) for a preprocessed work folder",
+        description="Slide the patch classifier over every cropped image of WORKDIR (exams.json) and "
+        "write WORKDIR/heatmaps/{malignant,benign}/<name>.png (16-bit, p * 65535). Resumable.",
+    )
+    p.add_argument("workdir", help="work folder made by `mammokit preprocess`")
+    p.add_argument("--patch-model", required=True,
+                   help="patch classifier: mammokit checkpoint, or the authors' sample_patch_model.p")
+    p.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: the preset's; paper 70)")
+    p.add_argument("--batch-size", type=int, default=256, help="patches per forward pass (bounds memory)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--reference-layout", action="store_true",
+                   help="also write heatmap_{malignant,benign}/<name>.hdf5 (the authors' layout)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shortened-stride placement")
+    p.add_argument("--strict", action="store_true", help="stop at the first failing image")
+    p.set_defaults(func=_heatmaps)

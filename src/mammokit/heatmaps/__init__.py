@@ -1,0 +1,19 @@
+"""Dense patch-classifier heatmaps (paper Sec. IV-B): sliding window, file I/O, work-folder run."""
+
+from mammokit.heatmaps.io import read_heatmap, write_heatmap, write_heatmap_hdf5, write_heatmap_png
+from mammokit.heatmaps.run import heatmap_paths, load_patch_model, make_heatmaps
+from mammokit.heatmaps.sliding import compute_heatmaps, patch_starts, standardize_image, stride_list
+
+__all__ = [
+    "compute_heatmaps",
+    "heatmap_paths",
+    "load_patch_model",
+    "make_heatmaps",
+    "patch_starts",
+    "read_heatmap",
+    "standardize_image",
+    "stride_list",
+    "write_heatmap",
+    "write_heatmap_hdf5",
+    "write_heatmap_png",
+]

@@ -1,0 +1,183 @@
+"""``make_heatmaps``: heatmaps for every cropped image of a work folder (``mammokit heatmaps``).
+
+Reads ``WORKDIR/exams.json`` and ``WORKDIR/<image_dir>/<name>.png``; writes
+``WORKDIR/heatmaps/{malignant,benign}/<name>.png`` (and with ``reference_layout`` also
+``WORKDIR/heatmap_{malignant,benign}/<name>.hdf5``), records the PNG paths in the exam list
+(fields ``heatmap_malignant`` / ``heatmap_benign``, relative to WORKDIR). Resumable: images whose
+heatmap files all exist are skipped. A failing image is logged, listed in
+``WORKDIR/heatmap_failures.csv`` and skipped (``strict=True`` makes it fatal).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mammokit.config import Preset, get_preset
+from mammokit.data.examlist import iter_images, load_exams, save_exams, set_image_field
+from mammokit.data.images import read_image
+from mammokit.data.views import needs_flip
+from mammokit.heatmaps.io import write_heatmap_hdf5, write_heatmap_png
+from mammokit.heatmaps.sliding import compute_heatmaps, num_patches, standardize_image
+from mammokit.utils.io import write_csv_atomic
+from mammokit.utils.log import get_logger, progress
+from mammokit.utils.seed import derive_seed
+
+log = get_logger(__name__)
+
+FAILURES_FILE = "heatmap_failures.csv"
+
+
+def heatmap_paths(name: str) -> dict[str, str]:
+    """Relative paths of an image's heatmap files (native PNG and the authors' HDF5)."""
+    return {
+        "malignant": f"heatmaps/malignant/{name}.png",
+        "benign": f"heatmaps/benign/{name}.png",
+        "malignant_hdf5": f"heatmap_malignant/{name}.hdf5",
+        "benign_hdf5": f"heatmap_benign/{name}.hdf5",
+    }
+
+
+def load_patch_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """A patch classifier from a mammokit checkpoint, or from the authors' ``.p`` file
+    (converted on the fly). Returns ``(model, meta)``; ``meta["preset"]`` may be None."""
+    from mammokit.models.checkpoint import load_model
+    from mammokit.models.convert import reference_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: patch model not found")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch.save pickle: the authors' weights
+        model, arch, args = reference_model(path, kind="patch")
+        meta = {"arch": arch, "model_args": args, "preset": "paper", "extra": {"source_file": path.name}}
+        model = model.to(device)
+    else:
+        model, meta = load_model(path, device=device)
+    if not hasattr(model, "num_classes") or getattr(model, "num_classes", 0) < 2:
+        raise ValueError(f"{path}: not a patch classifier (arch {meta.get('arch')!r})")
+    if meta.get("arch") not in ("densenet121_patch", "patchnet_small"):
+        raise ValueError(f"{path}: not a patch classifier (arch {meta.get('arch')!r})")
+    return model.eval(), meta
+
+
+def _preset_of(value: Any) -> Preset | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return get_preset(value)
+    if isinstance(value, dict):
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+        try:
+            return Preset(**fields)
+        except TypeError:
+            return get_preset(value.get("name", ""))
+    return None
+
+
+def make_heatmaps(
+    workdir: str | Path,
+    patch_model: str | Path,
+    stride: int | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    dtype: str = "auto",
+    reference_layout: bool = False,
+    seed: int = 0,
+    strict: bool = False,
+    patch_size: int | None = None,
+) -> dict[str, Any]:
+    """Compute and write the heatmaps of every image of a preprocessed work folder.
+
+    Patch size and default stride come from the patch model checkpoint's preset, else from the
+    work folder's preset (``exams.json`` meta). The shortened strides are placed with a stream
+    seeded by ``(seed, image name)``, so results do not depend on the order of the images.
+
+    Returns a summary: ``{"done", "skipped", "failed", "patches", "seconds", "patch_size", "stride"}``.
+    """
+    workdir = Path(workdir)
+    exams_path = workdir / "exams.json"
+    exams, meta = load_exams(exams_path)
+    image_dir = workdir / meta.get("image_dir", "cropped")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    model, model_meta = load_patch_model(patch_model, device=dev)
+    work_preset = _preset_of(meta.get("preset_config")) or _preset_of(meta.get("preset"))
+    model_preset = _preset_of(model_meta.get("preset"))
+    preset = model_preset or work_preset
+    if preset is None and (patch_size is None or stride is None):
+        raise ValueError(f"{exams_path}: no preset recorded and none in {patch_model}; pass patch_size and stride")
+    if model_preset and work_preset and abs(model_preset.scale - work_preset.scale) > 1e-9:
+        log.warning(
+            "patch model preset %s (scale %g) differs from the work folder's %s (scale %g)",
+            model_preset.name, model_preset.scale, work_preset.name, work_preset.scale,
+        )
+    patch_size = patch_size or preset.patch_size
+    stride = stride or preset.heatmap_stride
+    log.info("heatmaps: patch %d, stride %d, batch %d, device %s, dtype %s", patch_size, stride, batch_size, dev, dtype)
+
+    images = list(iter_images(exams))
+    failures: list[dict] = []
+    done = skipped = patches = 0
+    t0 = time.perf_counter()
+    for i, (exam, view, index, name) in enumerate(progress(images, desc="heatmaps", unit="image")):
+        rel = heatmap_paths(name)
+        wanted = ["malignant", "benign"] + (["malignant_hdf5", "benign_hdf5"] if reference_layout else [])
+        if all((workdir / rel[k]).is_file() for k in wanted):
+            skipped += 1
+        else:
+            try:
+                n = _one_image(
+                    image_dir / f"{name}.png", workdir, rel, view, exam.get("horizontal_flip", "NO"), model,
+                    patch_size, stride, batch_size, dev, dtype, reference_layout, derive_seed(seed, name),
+                )
+            except (ValueError, OSError, RuntimeError) as exc:
+                if strict:
+                    raise
+                log.error("exam %s %s %s: %s", exam.get("exam_id"), view, name, exc)
+                failures.append({"exam_id": exam.get("exam_id", ""), "view": view, "name": name, "reason": str(exc)})
+                # Keep the per-image lists aligned: None marks an image without heatmaps.
+                set_image_field(exam, "heatmap_malignant", view, index, None)
+                set_image_field(exam, "heatmap_benign", view, index, None)
+                continue
+            patches += n
+            done += 1
+        set_image_field(exam, "heatmap_malignant", view, index, rel["malignant"])
+        set_image_field(exam, "heatmap_benign", view, index, rel["benign"])
+        if (i + 1) % 20 == 0:  # keep the exam list current on long runs
+            save_exams(exams_path, exams, **meta)
+    save_exams(exams_path, exams, **meta)
+    if failures:
+        write_csv_atomic(workdir / FAILURES_FILE, failures, ["exam_id", "view", "name", "reason"])
+        log.warning("%d image(s) failed; see %s", len(failures), workdir / FAILURES_FILE)
+    seconds = time.perf_counter() - t0
+    log.info("heatmaps: %d done, %d already there, %d failed, %d patches in %.1f s", done, skipped, len(failures), patches, seconds)
+    return {"done": done, "skipped": skipped, "failed": len(failures), "patches": patches, "seconds": seconds,
+            "patch_size": patch_size, "stride": stride}
+
+
+def _one_image(
+    path: Path, workdir: Path, rel: dict[str, str], view: str, horizontal_flip: str, model: nn.Module,
+    patch_size: int, stride: int, batch_size: int, device, dtype, reference_layout: bool, seed: int,
+) -> int:
+    image = read_image(path)
+    flip = needs_flip(view, horizontal_flip)
+    if flip:  # the model sees the chest wall on the left
+        image = image[:, ::-1]
+    x = standardize_image(np.ascontiguousarray(image))
+    maps = compute_heatmaps(x, model, patch_size, stride, batch_size, device, dtype, random.Random(seed)).numpy()
+    if flip:  # back to the original orientation of the cropped image
+        maps = maps[:, :, ::-1]
+    malignant, benign = np.ascontiguousarray(maps[0]), np.ascontiguousarray(maps[1])
+    write_heatmap_png(workdir / rel["malignant"], malignant)
+    write_heatmap_png(workdir / rel["benign"], benign)
+    if reference_layout:
+        write_heatmap_hdf5(workdir / rel["malignant_hdf5"], malignant)
+        write_heatmap_hdf5(workdir / rel["benign_hdf5"], benign)
+    return num_patches(*image.shape, patch_size, stride)
