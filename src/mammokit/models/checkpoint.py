@@ -167,13 +167,16 @@ def _sniff(path: Path) -> None:
         raise FileNotFoundError(f"{path}: checkpoint not found")
     with open(path, "rb") as f:
         head = f.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header. Check this first:
+    # the length's first byte can be 0x80, which is also how a pickle starts.
+    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= path.stat().st_size:
+        return
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise CheckpointError(
             f"{path}: this is a PyTorch pickle (torch.save), not a mammokit checkpoint; "
             "convert the authors' weight files with `mammokit import-weights`"
         )
-    if len(head) < 9 or head[8:9] != b"{" or struct.unpack("<Q", head[:8])[0] > path.stat().st_size:
-        raise CheckpointError(f"{path}: not a safetensors file")
+    raise CheckpointError(f"{path}: not a safetensors file")
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
