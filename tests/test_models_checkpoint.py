@@ -127,6 +127,29 @@ def test_foreign_safetensors_is_rejected(tmp_path):
         load_model(tmp_path / "foreign.safetensors")
 
 
+def test_safetensors_header_length_starting_with_0x80_is_accepted(tmp_path):
+    # A safetensors header length whose low byte is 0x80 (here 384 = 0x180) makes the file start
+    # with the same byte as a pickle; it must still be read as safetensors.
+    from safetensors.torch import load_file
+
+    model = create_model("patchnet_small", width=8)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, arch="patchnet_small", model_args={"width": 8})
+    tensors = {k: v.clone() for k, v in load_file(str(path)).items()}  # copy: the file is rewritten
+    header = json.loads(path.read_bytes()[8 : 8 + int.from_bytes(path.read_bytes()[:8], "little")])
+    body = path.read_bytes()[8 + int.from_bytes(path.read_bytes()[:8], "little") :]
+    text = json.dumps(header, separators=(",", ":"))
+    target = (len(text) // 256 + 1) * 256 + 128
+    padded = text + " " * (target - len(text))
+    assert len(padded) % 256 == 128
+    path.write_bytes(len(padded).to_bytes(8, "little") + padded.encode() + body)
+    assert path.read_bytes()[:1] == b"\x80"
+    loaded, meta = load_model(path)
+    assert meta["arch"] == "patchnet_small"
+    for key, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, tensors[key])
+
+
 def _rewrite(path, out, edit_tensors=None, edit_meta=None):
     from safetensors import safe_open
     from safetensors.torch import save_file
