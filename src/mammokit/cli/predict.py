@@ -1,0 +1,93 @@
+"""``mammokit predict WORKDIR`` and ``mammokit run MANIFEST``: breast-level predictions."""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 50
+
+
+def _add_inference_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", "-m", action="append", required=True, metavar="CKPT", dest="models",
+        help="breast-level checkpoint; repeat for an ensemble (predictions averaged over models)",
+    )
+    p.add_argument("--tta", type=int, default=10, help="random windows per exam, averaged (default 10, "
+                   "the paper's); 0 = the deterministic window at the optimal centre")
+    p.add_argument("--seed", type=int, default=0, help="test-time augmentation seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto = bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="most TTA draws per forward pass (default: all draws of an exam at once)")
+    p.add_argument("--strict", action="store_true", help="an exam that cannot be scored is an error")
+
+
+def register(subparsers) -> None:
+    from mammokit.config import PRESETS
+
+    p = subparsers.add_parser(
+        "predict",
+        help="predict benign / malignant per breast for a preprocessed work folder",
+        description="Score every exam of a work folder with one or more breast-level models "
+        "(test-time augmentation as the paper: 10 random windows per view, averaged; several "
+        "--model = an ensemble). Writes a CSV exam_id,left_benign,right_benign,left_malignant,"
+        "right_malignant and <name>.skipped.csv listing exams that could not be scored (e.g. a "
+        "missing view with no image-wise model given).",
+    )
+    p.add_argument("workdir", help="work folder from `mammokit preprocess` (+ `mammokit heatmaps`)")
+    _add_inference_args(p)
+    p.add_argument("--output", "-o", default=None, help="predictions CSV (default WORKDIR/predictions.csv)")
+    p.add_argument("--workers", "-j", type=int, default=None,
+                   help="image-decoding threads (default min(8, CPU count)); results do not depend on it")
+    p.set_defaults(func=_predict)
+
+    r = subparsers.add_parser(
+        "run",
+        help="raw images to predictions in one command (preprocess, heatmaps, predict)",
+        description="Run every stage from a manifest of raw images (PNG or DICOM) to "
+        "OUT/predictions.csv: preprocess, heatmaps (when a model uses them) and predict. Each "
+        "stage resumes, so re-running after an interruption redoes only what is missing.",
+    )
+    r.add_argument("manifest", help="manifest CSV (exam_id,view,path[,patient_id,horizontal_flip])")
+    r.add_argument("--out", required=True, metavar="DIR", help="output / work folder")
+    r.add_argument("--patch-model", default=None, metavar="CKPT",
+                   help="patch classifier for the heatmaps (needed by image+heatmaps models)")
+    r.add_argument("--preset", default="paper", choices=list(PRESETS), help="resolution preset (default paper)")
+    r.add_argument("--workers", "-j", type=int, default=1, help="preprocessing processes (default 1)")
+    _add_inference_args(r)
+    r.set_defaults(func=_run)
+
+
+def _summary(result, output) -> str:
+    n, k = len(result.exam_ids), len(result.skipped)
+    text = f"{n} exam(s) scored -> {output}"
+    if k:
+        text += f"; {k} skipped (see {result.skipped_output})"
+    return text
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mammokit.inference.predict import predict
+
+    output = args.output or str(Path(args.workdir) / "predictions.csv")
+    result = predict(
+        args.workdir, args.models, tta=args.tta, seed=args.seed, device=args.device, dtype=args.dtype,
+        batch_size=args.batch_size, output=output, strict=args.strict, workers=args.workers,
+    )
+    print(_summary(result, output))
+    return 0 if result.exam_ids or not result.skipped else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mammokit.inference.run import run
+
+    result = run(
+        args.manifest, args.out, models=args.models, patch_model=args.patch_model, preset=args.preset,
+        tta=args.tta, seed=args.seed, workers=args.workers, device=args.device, dtype=args.dtype,
+        batch_size=args.batch_size, strict=args.strict,
+    )
+    print(_summary(result.predictions, result.output))
+    return 0 if result.predictions.exam_ids or not result.predictions.skipped else 1

@@ -1,0 +1,404 @@
+"""``mammokit predict``: breast-level predictions for a preprocessed work folder.
+
+For each exam (in ``exams.json`` order):
+
+1. its images are decoded once (:func:`mammokit.data.views.load_view`; with heatmaps when any
+   model takes 3 channels), each on a thread of a pool, a few exams ahead, so decoding overlaps
+   the forward passes (on a GPU, decoding 16-bit PNGs is the bottleneck);
+2. ``tta`` random windows per view are sampled with the reference augmentation, from a random
+   stream of its own (``derive_seed(seed, exam_id)``: results do not depend on exam order or on
+   which other exams are in the folder), cut on the device and standardised
+   (:func:`mammokit.data.views.make_model_inputs`); ``tta=0`` = the single deterministic window
+   at ``best_center`` (the reference without ``--use-augmentation``);
+3. every model scores all draws in one batch (``batch_size`` caps the draws per forward), its
+   probabilities ``[tta, 4]`` are averaged over draws, then over the models given (an ensemble;
+   a checkpoint that is itself an ensemble counts as one model, averaged inside). All models see
+   the same windows; 1-channel models get the image channel of the 3-channel windows.
+
+Exams missing a view are scored by the models that can do without it (``image_wise``: each breast
+from its views present) or, when none of the given models can, listed in
+``<output stem>.skipped.csv`` with the reason; so are exams whose images cannot be read. With
+``strict=True`` the first such exam is an error instead.
+
+On CUDA the default is bf16 autocast with channels_last tensors (``dtype="fp32"`` switches it
+off); on the CPU fp32.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mammokit.config import LABEL_COLUMNS, VIEWS, Preset, get_preset
+from mammokit.utils.io import write_csv_atomic
+from mammokit.utils.log import get_logger, progress
+from mammokit.utils.seed import derive_seed
+
+if TYPE_CHECKING:
+    import torch
+
+log = get_logger(__name__)
+
+__all__ = ["PredictResult", "predict", "predict_exams", "LoadedModel", "load_models", "resolve_device", "skipped_path"]
+
+EXAMS_FILE = "exams.json"
+
+
+class PredictError(ValueError):
+    """An exam that cannot be scored, under ``strict=True`` (names the exam and the reason)."""
+
+
+@dataclass
+class PredictResult:
+    """Predictions of :func:`predict`.
+
+    Attributes:
+        exam_ids: scored exams, in exam-list order.
+        probabilities: ``[N, 4]`` float64, columns ``LABEL_COLUMNS``.
+        skipped: ``[(exam_id, reason)]`` of exams that could not be scored.
+        models_used: per scored exam, how many of the given models scored it (fewer than all when
+            a view was missing and only image-wise models could).
+        output, skipped_output: files written (``None`` without ``output``).
+        seconds: wall time of the scoring loop.
+    """
+
+    exam_ids: list[str]
+    probabilities: np.ndarray
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    models_used: list[int] = field(default_factory=list)
+    output: Path | None = None
+    skipped_output: Path | None = None
+    seconds: float = 0.0
+
+    def as_rows(self) -> list[dict[str, Any]]:
+        """CSV rows: ``exam_id`` + the four label columns (4 decimals)."""
+        return [
+            {"exam_id": eid, **{c: f"{p:.4f}" for c, p in zip(LABEL_COLUMNS, probs)}}
+            for eid, probs in zip(self.exam_ids, self.probabilities)
+        ]
+
+
+@dataclass
+class LoadedModel:
+    """A breast-level model ready for inference, with what the loop needs to know about it."""
+
+    path: str
+    model: Any
+    in_channels: int
+    required_views: tuple[str, ...]
+    preset: Any = None
+
+
+def skipped_path(output: str | Path) -> Path:
+    """``predictions.csv`` -> ``predictions.skipped.csv``."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.skipped.csv")
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """``auto`` -> CUDA when available else CPU; dtype ``auto`` -> bf16 on CUDA, fp32 on CPU."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but CUDA is not available (use --device cpu)")
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if dtype == "auto":
+        dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    elif dtype in names:
+        dt = names[dtype]
+    else:
+        raise ValueError(f"unknown dtype {dtype!r}; choose auto, fp32 or bf16")
+    return dev, dt
+
+
+def load_models(model_paths: Sequence[str | Path], device) -> list[LoadedModel]:
+    """Load breast-level cancer checkpoints (:func:`mammokit.models.load_model`) for inference."""
+    import torch
+
+    from mammokit.models import load_model
+
+    if not model_paths:
+        raise ValueError("no model given (use --model CHECKPOINT)")
+    loaded = []
+    for path in model_paths:
+        model, meta = load_model(path, device=device)
+        columns = tuple(getattr(model, "prediction_columns", ()))
+        if columns != LABEL_COLUMNS or not hasattr(model, "predict_proba"):
+            raise ValueError(
+                f"{path}: not a breast-level cancer model (arch {meta.get('arch')!r}, predicts {columns or '?'}); "
+                f"predict needs a model predicting {', '.join(LABEL_COLUMNS)}"
+            )
+        in_channels = int(getattr(model, "in_channels", meta.get("model_args", {}).get("in_channels", 1)))
+        if torch.device(device).type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        loaded.append(
+            LoadedModel(str(path), model, in_channels, tuple(getattr(model, "required_views", VIEWS)), meta.get("preset"))
+        )
+    return loaded
+
+
+def workdir_preset(meta: dict, where: Path) -> Preset:
+    """The preset a work folder was preprocessed with (``preset_config`` or ``preset`` name)."""
+    config = meta.get("preset_config")
+    if isinstance(config, dict):
+        fields = {f.name for f in dataclasses.fields(Preset)}
+        args = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in fields}
+        try:
+            return Preset(**args)
+        except TypeError as exc:
+            raise ValueError(f"{where}: unreadable preset_config ({exc})") from None
+    if meta.get("preset"):
+        return get_preset(meta["preset"])
+    raise ValueError(f"{where}: no preset recorded (run `mammokit preprocess` to make this work folder)")
+
+
+def _check_model_presets(models: Sequence[LoadedModel], preset: Preset) -> None:
+    for m in models:
+        p = m.preset
+        if isinstance(p, dict):
+            sizes = (tuple(p.get("cc_input_size", ())), tuple(p.get("mlo_input_size", ())))
+        elif isinstance(p, str) and p:
+            try:
+                q = get_preset(p)
+            except ValueError:
+                continue
+            sizes = (q.cc_input_size, q.mlo_input_size)
+        else:
+            continue
+        if sizes != (preset.cc_input_size, preset.mlo_input_size):
+            log.warning(
+                "%s was trained with input windows %s / %s but the work folder uses preset %s (%s / %s): "
+                "predictions will be off-distribution",
+                m.path, *sizes, preset.name, preset.cc_input_size, preset.mlo_input_size,
+            )
+
+
+def _models_for(models: Sequence[LoadedModel], present: Sequence[str]) -> list[LoadedModel]:
+    return [m for m in models if all(v in present for v in m.required_views)]
+
+
+def _score(
+    m: LoadedModel, inputs: dict[str, torch.Tensor], batch_size: int, dtype, device
+) -> torch.Tensor:
+    """Mean probability over draws of one model: inputs ``{view: [D, C, h, w]}`` -> ``[4]``."""
+    import torch
+
+    n = next(iter(inputs.values())).shape[0]
+    use_autocast = dtype != torch.float32
+    parts = []
+    for start in range(0, n, batch_size):
+        batch = {}
+        for view, x in inputs.items():
+            x = x[start : start + batch_size, : m.in_channels]
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            batch[view] = x
+        # fp32 on CUDA means fp32: cuDNN would otherwise run convolutions in TF32 by default.
+        with torch.autocast(device_type=device.type, dtype=dtype, enabled=use_autocast), \
+                torch.backends.cudnn.flags(enabled=True, allow_tf32=use_autocast):
+            parts.append(m.model.predict_proba(batch).float())
+    return torch.cat(parts).mean(0)
+
+
+def predict_exams(
+    workdir: str | Path,
+    exams: Sequence[dict],
+    models: Sequence[LoadedModel],
+    preset: Preset,
+    tta: int = 10,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype=None,
+    batch_size: int | None = None,
+    strict: bool = False,
+    image_dir: str = "cropped",
+    cache=None,
+    prefetch: int = 2,
+    workers: int | None = None,
+) -> PredictResult:
+    """Score exam records with loaded models (the loop of :func:`predict`; no files written)."""
+    import torch
+
+    from mammokit.data.views import load_view, make_model_inputs
+
+    if tta < 0:
+        raise ValueError(f"tta must be >= 0, got {tta}")
+    device = torch.device(device)
+    dtype = dtype or torch.float32
+    n_draws = max(tta, 1)
+    batch_size = n_draws if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    heatmaps = any(m.in_channels == 3 for m in models)
+    workdir = Path(workdir)
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1)
+
+    def reason(exc: BaseException) -> str:
+        # KeyError's str() adds quotes around the message.
+        return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+    ids, probs, used, skipped = [], [], [], []
+
+    def skip(exam_id: str, reason: str) -> None:
+        if strict:
+            raise PredictError(f"{workdir}: exam {exam_id}: {reason}")
+        log.warning("exam %s skipped: %s", exam_id, reason)
+        skipped.append((exam_id, reason))
+
+    start = time.perf_counter()
+    # Decoding (cv2 releases the GIL) runs ahead on threads while the device computes.
+    exams = list(exams)
+    workers = max(1, int(workers))
+    # Decoding is the bottleneck on a GPU (a full-size exam with heatmaps is 12 PNGs): every
+    # image is decoded on its own thread (cv2 releases the GIL), ``prefetch`` exams ahead.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool, torch.inference_mode():
+        futures: dict[int, list] = {}
+
+        def submit(i: int) -> None:
+            if i < len(exams):
+                exam = exams[i]
+                futures[i] = [
+                    (view, pool.submit(load_view, workdir, exam, view, k, heatmaps, cache, image_dir))
+                    for view in VIEWS
+                    for k in range(len(exam.get(view) or []))
+                ]
+
+        def collect(i: int):
+            views: dict[str, list] = {}
+            try:
+                for view, future in futures.pop(i):
+                    views.setdefault(view, []).append(future.result())
+            except (OSError, ValueError, KeyError) as exc:  # unreadable image, missing heatmaps...
+                return None, exc
+            return views, None
+
+        for i in range(prefetch + 1):
+            submit(i)
+        bar = progress(total=len(exams), desc="predict", unit="exam")
+        for i, exam in enumerate(exams):
+            submit(i + prefetch + 1)
+            views, error = collect(i)
+            bar.update(1)
+            exam_id = str(exam.get("exam_id"))
+            if error is not None:
+                skip(exam_id, reason(error))
+                continue
+            present = [v for v in VIEWS if v in views]
+            usable = _models_for(models, present)
+            if not usable:
+                missing = [v for v in VIEWS if v not in present]
+                skip(exam_id, f"missing view(s) {', '.join(missing)}; none of the models given can score an "
+                              f"incomplete exam (give an image_wise model)")
+                continue
+            try:
+                rng = np.random.default_rng(derive_seed(seed, exam_id)) if tta > 0 else None
+                inputs = make_model_inputs(views, exam, preset, rng, n_draws, device, augment=tta > 0)
+            except (ValueError, KeyError) as exc:
+                skip(exam_id, reason(exc))
+                continue
+            p = torch.stack([_score(m, inputs, batch_size, dtype, device) for m in usable]).mean(0)
+            p = p.cpu().double().numpy()
+            if np.isnan(p).any():
+                no_breast = sorted({LABEL_COLUMNS[i].split("_")[0] for i in np.flatnonzero(np.isnan(p))})
+                skip(exam_id, f"no image of the {' and '.join(no_breast)} breast (views present: {', '.join(present)})")
+                continue
+            if len(usable) < len(models):
+                log.warning(
+                    "exam %s: views %s missing; scored by %d of %d models (those that take incomplete exams)",
+                    exam_id, ", ".join(v for v in VIEWS if v not in present), len(usable), len(models),
+                )
+            ids.append(exam_id)
+            probs.append(p)
+            used.append(len(usable))
+        bar.close()
+    return PredictResult(
+        exam_ids=ids,
+        probabilities=np.array(probs, dtype=np.float64).reshape(-1, len(LABEL_COLUMNS)),
+        skipped=skipped,
+        models_used=used,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def predict(
+    workdir: str | Path,
+    model_paths: Sequence[str | Path],
+    tta: int = 10,
+    seed: int = 0,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int | None = None,
+    output: str | Path | None = None,
+    strict: bool = False,
+    workers: int | None = None,
+) -> PredictResult:
+    """Predict the four breast-level probabilities of every exam of a work folder.
+
+    Args:
+        workdir: preprocessed work folder (``exams.json``, ``cropped/``; ``heatmaps/`` for models
+            with heatmap inputs).
+        model_paths: mammokit checkpoints (breast-level, cancer task); several = an ensemble.
+        tta: random windows per exam (paper: 10); 0 = the deterministic window at best_center.
+        seed: TTA seed (each exam's stream is derived from it and the exam id).
+        device: ``auto`` | ``cpu`` | ``cuda`` (``cuda:1``...).
+        dtype: ``auto`` (bf16 autocast on CUDA, fp32 on CPU) | ``fp32`` | ``bf16``.
+        batch_size: most TTA draws per forward (default: all draws of an exam in one batch).
+        output: predictions CSV to write (atomically), plus ``<stem>.skipped.csv``.
+        strict: an exam that cannot be scored is an error instead of a skipped row.
+        workers: image-decoding threads (default min(8, CPU count)); results do not depend on it.
+
+    Returns:
+        :class:`PredictResult`.
+
+    Raises:
+        mammokit.data.views.MissingHeatmapsError: a model needs heatmaps and the folder has none.
+    """
+    from mammokit.data.examlist import load_exams
+    from mammokit.data.views import MissingHeatmapsError
+
+    workdir = Path(workdir)
+    exams, meta = load_exams(workdir / EXAMS_FILE)
+    preset = workdir_preset(meta, workdir / EXAMS_FILE)
+    dev, dt = resolve_device(device, dtype)
+    models = load_models(model_paths, dev)
+    _check_model_presets(models, preset)
+    if any(m.in_channels == 3 for m in models) and exams and not any(e.get("heatmap_malignant") for e in exams):
+        needing = ", ".join(m.path for m in models if m.in_channels == 3)
+        raise MissingHeatmapsError(
+            f"{workdir}: no heatmaps in this work folder, but {needing} takes image + heatmaps inputs: "
+            f"run `mammokit heatmaps {workdir} --patch-model PATCH_MODEL` first"
+        )
+    log.info(
+        "predict: %d exams, %d model(s), tta %d, seed %d, device %s, %s, preset %s",
+        len(exams), len(models), tta, seed, dev, str(dt).replace("torch.", ""), preset.name,
+    )
+    result = predict_exams(
+        workdir, exams, models, preset, tta=tta, seed=seed, device=dev, dtype=dt, batch_size=batch_size,
+        strict=strict, image_dir=meta.get("image_dir", "cropped"), workers=workers,
+    )
+    if output is not None:
+        result.output = Path(output)
+        write_csv_atomic(result.output, result.as_rows(), ["exam_id", *LABEL_COLUMNS])
+        result.skipped_output = skipped_path(output)
+        write_csv_atomic(
+            result.skipped_output, [{"exam_id": e, "reason": r} for e, r in result.skipped], ["exam_id", "reason"]
+        )
+    n = len(result.exam_ids)
+    log.info(
+        "predict: %d scored, %d skipped in %.1f s (%.3f s/exam)%s",
+        n, len(result.skipped), result.seconds, result.seconds / max(n, 1),
+        f"; wrote {result.output}" if result.output else "",
+    )
+    return result

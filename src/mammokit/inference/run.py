@@ -1,0 +1,117 @@
+"""``mammokit run``: raw images (PNG or DICOM) to predictions in one command.
+
+The stages of the authors' ``run.sh``, each resumable on its own, so re-running the command after
+an interruption redoes only what is missing:
+
+1. preprocess (:func:`mammokit.preprocess.pipeline.preprocess`): crop + optimal centres into
+   ``OUT/cropped`` and ``OUT/exams.json``;
+2. heatmaps (:func:`mammokit.heatmaps.run.make_heatmaps`), only when a model takes image +
+   heatmaps inputs (a patch model is then required);
+3. predict (:func:`mammokit.inference.predict.predict`) into ``OUT/predictions.csv`` (+
+   ``OUT/predictions.skipped.csv``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mammokit.config import Preset
+from mammokit.inference.predict import PredictResult, predict
+from mammokit.utils.log import get_logger
+
+log = get_logger(__name__)
+
+__all__ = ["RunResult", "run", "models_need_heatmaps"]
+
+PREDICTIONS_FILE = "predictions.csv"
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` produced: the work folder, each stage's report, the predictions."""
+
+    workdir: Path
+    preprocess: Any
+    heatmaps: Any
+    predictions: PredictResult
+
+    @property
+    def output(self) -> Path | None:
+        return self.predictions.output
+
+
+def models_need_heatmaps(model_paths: Sequence[str | Path]) -> list[str]:
+    """The checkpoints among ``model_paths`` whose inputs have 3 channels (image + heatmaps),
+    read from their metadata (every member of an ensemble file is checked)."""
+    from mammokit.models import read_checkpoint
+
+    need = []
+    for path in model_paths:
+        _, meta = read_checkpoint(path)
+        specs = meta.get("members") or [{"model_args": meta.get("model_args", {})}]
+        if any(int((s.get("model_args") or {}).get("in_channels", 1)) == 3 for s in specs):
+            need.append(str(path))
+    return need
+
+
+def run(
+    manifest: str | Path,
+    out: str | Path,
+    models: Sequence[str | Path],
+    patch_model: str | Path | None = None,
+    preset: Preset | str = "paper",
+    tta: int = 10,
+    seed: int = 0,
+    workers: int = 1,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int | None = None,
+    strict: bool = False,
+) -> RunResult:
+    """Every stage from a manifest of raw images to ``OUT/predictions.csv``.
+
+    Args:
+        manifest: manifest CSV (``exam_id,view,path``...; PNG or DICOM images).
+        out: output folder; it is also the work folder (``cropped/``, ``exams.json``,
+            ``heatmaps/``, ``predictions.csv``).
+        models: breast-level checkpoints (several = an ensemble).
+        patch_model: patch-classifier checkpoint; required when a model uses heatmaps.
+        preset: resolution preset of the models (``paper`` for the authors' weights).
+        tta, seed: test-time augmentation draws and seed (see :func:`predict`).
+        workers: preprocessing processes.
+        device, dtype, batch_size: see :func:`predict` (also used for heatmaps).
+        strict: make the first bad image / exam fatal instead of reporting and skipping it.
+    """
+    from mammokit.preprocess.pipeline import preprocess
+
+    out = Path(out)
+    if not models:
+        raise ValueError("no model given (use --model CHECKPOINT)")
+    for path in [*models, *([patch_model] if patch_model else [])]:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: checkpoint not found")
+    need = models_need_heatmaps(models)
+    if need and patch_model is None:
+        raise ValueError(
+            f"{', '.join(need)} take image + heatmaps inputs: give the patch classifier with --patch-model"
+        )
+    # Checked before the long stages so a typo fails in seconds, not after preprocessing.
+    log.info("run: stage 1/3 preprocess %s -> %s", manifest, out)
+    prep = preprocess(manifest, out, preset=preset, workers=workers, strict=strict)
+    heat = None
+    if need:
+        from mammokit.heatmaps.run import make_heatmaps
+
+        log.info("run: stage 2/3 heatmaps with %s", patch_model)
+        heat = make_heatmaps(out, patch_model, device=device, dtype=dtype, strict=strict)
+    else:
+        log.info("run: stage 2/3 heatmaps not needed (image-only models)")
+    log.info("run: stage 3/3 predict")
+    result = predict(
+        out, list(models), tta=tta, seed=seed, device=device, dtype=dtype, batch_size=batch_size,
+        output=out / PREDICTIONS_FILE, strict=strict,
+    )
+    return RunResult(workdir=out, preprocess=prep, heatmaps=heat, predictions=result)

@@ -1,0 +1,86 @@
+"""`mammokit run`: raw images -> predictions in one command (synthetic exams, tiny preset)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from mammokit.config import LABEL_COLUMNS, PRESETS
+from mammokit.models import create_model, save_checkpoint
+
+TINY = PRESETS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def raw_dataset(tmp_path_factory):
+    from mammokit.synth.generator import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, n_exams=1, seed=3, scale=TINY.scale)
+    return out / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    paths = {}
+    for c in (1, 3):
+        model = create_model("view_wise", in_channels=c)
+        paths[c] = d / f"vw{c}.safetensors"
+        save_checkpoint(paths[c], model, arch="view_wise", model_args={"in_channels": c}, preset=TINY)
+    patch = create_model("patchnet_small", num_classes=3)
+    paths["patch"] = d / "patch.safetensors"
+    save_checkpoint(paths["patch"], patch, arch="patchnet_small", model_args={"num_classes": 3}, preset=TINY)
+    return paths
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_image_only_equals_stages_and_resumes(tmp_path, raw_dataset, checkpoints):
+    from mammokit.cli import main
+    from mammokit.inference.predict import predict
+
+    out = tmp_path / "out"
+    rc = main(["run", str(raw_dataset), "--out", str(out), "--model", str(checkpoints[1]), "--preset", "tiny",
+               "--tta", "0", "--device", "cpu"])
+    assert rc == 0
+    rows = _rows(out / "predictions.csv")
+    assert len(rows) == 1 and list(rows[0]) == ["exam_id", *LABEL_COLUMNS]
+    assert (out / "exams.json").is_file() and not (out / "heatmaps").exists()  # image-only: no heatmaps
+    # Same as running predict on the work folder the run made.
+    stage = predict(out, [checkpoints[1]], tta=0, device="cpu")
+    np.testing.assert_allclose([float(rows[0][c]) for c in LABEL_COLUMNS], stage.probabilities[0], atol=5e-5)
+    # A second run resumes (preprocessing reused) and gives the same file.
+    before = (out / "predictions.csv").read_bytes()
+    assert main(["run", str(raw_dataset), "--out", str(out), "--model", str(checkpoints[1]), "--preset", "tiny",
+                 "--tta", "0", "--device", "cpu"]) == 0
+    assert (out / "predictions.csv").read_bytes() == before
+
+
+def test_run_with_heatmaps_needs_patch_model(tmp_path, raw_dataset, checkpoints):
+    from mammokit.inference.run import run
+
+    with pytest.raises(ValueError, match="--patch-model"):
+        run(raw_dataset, tmp_path / "out", models=[checkpoints[3]], preset="tiny")
+    assert not (tmp_path / "out").exists()  # checked before any stage ran
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        run(raw_dataset, tmp_path / "out", models=[tmp_path / "nope.safetensors"], preset="tiny")
+
+
+@pytest.mark.slow
+def test_run_with_heatmaps(tmp_path, raw_dataset, checkpoints):
+    from mammokit.inference.run import run
+
+    result = run(raw_dataset, tmp_path / "out", models=[checkpoints[3], checkpoints[1]],
+                 patch_model=checkpoints["patch"], preset="tiny", tta=1, device="cpu")
+    assert result.heatmaps is not None and (tmp_path / "out" / "heatmaps").is_dir()
+    assert len(result.predictions.exam_ids) == 1 and not result.predictions.skipped
+    p = result.predictions.probabilities
+    assert p.shape == (1, 4) and np.all((p > 0) & (p < 1))
