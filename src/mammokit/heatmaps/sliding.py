@@ -94,6 +94,37 @@ def _resolve(device, dtype) -> tuple[torch.device, torch.dtype]:
     return device, dtype
 
 
+def _constant_groups(windows: torch.Tensor, flat_y: torch.Tensor, flat_x: torch.Tensor, chunk: int = 256):
+    """``(values, index)`` of the constant patches: ``index[i]`` is the position in ``values`` of
+    patch i's constant value, -1 if the patch is not constant (``[N]`` int64)."""
+    lo, hi = [], []
+    for start in range(0, len(flat_y), chunk):
+        sel = slice(start, start + chunk)
+        mn, mx = windows[flat_y[sel], flat_x[sel]].flatten(1).aminmax(dim=1)
+        lo.append(mn)
+        hi.append(mx)
+    lo, hi = torch.cat(lo), torch.cat(hi)
+    const = lo == hi
+    index = torch.full_like(flat_y, -1)
+    if not bool(const.any()):
+        return lo[:0], index
+    values, inverse = torch.unique(lo[const], return_inverse=True)
+    index[const] = inverse
+    return values, index
+
+
+def _run_batches(model, make_batch, total: int, batch_size: int, autocast, bar) -> torch.Tensor:
+    out = []
+    with autocast:
+        for start in range(0, total, batch_size):
+            sel = slice(start, min(start + batch_size, total))
+            logits = model(make_batch(sel))
+            out.append(torch.softmax(logits.float(), dim=1))
+            if bar is not None:
+                bar.update(sel.stop - sel.start)
+    return torch.cat(out)
+
+
 @torch.inference_mode()
 def patch_probabilities(
     image: torch.Tensor,
@@ -104,11 +135,21 @@ def patch_probabilities(
     batch_size: int = 256,
     dtype: torch.dtype = torch.float32,
     show_progress: bool = False,
+    dedupe: bool = True,
+    channels_last: bool | None = None,
+    approx_shared_layers: int = 0,
 ) -> torch.Tensor:
     """Softmax probabilities of every patch of the grid ``ys x xs``: ``[ny, nx, num_classes]``.
 
     Patches are gathered from a strided view of ``image`` (``[H, W]``, on the model's device) one
     batch at a time; the model sees ``[N, in_chans, P, P]``.
+
+    ``dedupe`` (exact): patches whose pixels are all equal (the background of a cropped image,
+    a constant after standardisation) are evaluated once per distinct value and the result reused.
+    ``channels_last``: feed channels_last batches (default: on CUDA only).
+    ``approx_shared_layers`` k > 0 (approximate, :meth:`PatchDenseNet121.split`): run the first
+    layers once on the whole image and the rest per patch on a crop of their output; see
+    :func:`compute_heatmaps`.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -119,25 +160,87 @@ def patch_probabilities(
     ny, nx = len(ys), len(xs)
     flat_y = ys.repeat_interleave(nx)
     flat_x = xs.repeat(ny)
-    use_cl = device.type == "cuda"
+    total = ny * nx
+    use_cl = device.type == "cuda" if channels_last is None else bool(channels_last)
     autocast = (
         torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     )
-    out = []
-    total = ny * nx
-    bar = progress(total=total, desc="patches", disable=None if show_progress else True, leave=False)
-    with autocast, bar:
-        for start in range(0, total, batch_size):
-            sel = slice(start, min(start + batch_size, total))
-            batch = windows[flat_y[sel], flat_x[sel]].unsqueeze(1)  # [N, 1, P, P]
-            if in_chans != 1:
-                batch = batch.expand(-1, in_chans, -1, -1)
-            if use_cl:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            logits = model(batch)
-            out.append(torch.softmax(logits.float(), dim=1))
-            bar.update(sel.stop - sel.start)
-    return torch.cat(out).view(ny, nx, -1)
+
+    def patches_of(idx: torch.Tensor) -> torch.Tensor:
+        batch = windows[flat_y[idx], flat_x[idx]].unsqueeze(1)  # [N, 1, P, P]
+        if in_chans != 1:
+            batch = batch.expand(-1, in_chans, -1, -1)
+        if use_cl:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    if dedupe:
+        values, const_index = _constant_groups(windows, flat_y, flat_x)
+    else:
+        values, const_index = image.new_zeros(0), torch.full_like(flat_y, -1)
+    varying = torch.nonzero(const_index < 0).flatten()
+    # One representative patch per distinct constant value.
+    reps = torch.stack([torch.nonzero(const_index == k)[0, 0] for k in range(len(values))]) if len(values) else varying[:0]
+    bar = progress(total=len(varying) + len(reps), desc="patches", disable=None if show_progress else True, leave=False)
+    with bar:
+        if approx_shared_layers:
+            var_probs = rep_probs = None
+            if len(varying):
+                var_probs = _shared_layer_probs(
+                    image, model, flat_y[varying], flat_x[varying], patch_size, batch_size, autocast,
+                    approx_shared_layers, use_cl, bar,
+                )
+            if len(reps):
+                rep_probs = _run_batches(model, lambda sel: patches_of(reps[sel]), len(reps), batch_size, autocast, bar)
+        else:
+            todo = torch.cat([varying, reps])
+            both = _run_batches(model, lambda sel: patches_of(todo[sel]), len(todo), batch_size, autocast, bar)
+            var_probs, rep_probs = both[: len(varying)], both[len(varying):]
+    some = var_probs if var_probs is not None and len(varying) else rep_probs
+    probs = some.new_empty(total, some.shape[1])
+    if len(varying):
+        probs[varying] = var_probs
+    if len(values):
+        const = const_index >= 0
+        probs[const] = rep_probs[const_index[const]]
+    return probs.view(ny, nx, -1)
+
+
+def _shared_layer_probs(
+    image, model, flat_y, flat_x, patch_size, batch_size, autocast, level, use_cl, bar
+) -> torch.Tensor:
+    """Approximate probabilities of the patches at ``(flat_y, flat_x)`` (``[N, classes]``): the
+    model's trunk runs once on the whole image, its head on each patch's feature crop, taken at
+    the patch start rounded to the trunk's stride (so a patch may be shifted by up to half the
+    stride) and, unlike the exact path, seeing image context instead of zero padding at its border
+    inside the trunk."""
+    if not hasattr(model, "split"):
+        raise ValueError(f"approx_shared_layers needs a model with split() (PatchDenseNet121), got {type(model).__name__}")
+    trunk, head, s = model.split(level)
+    if patch_size % s:
+        raise ValueError(f"patch size {patch_size} is not a multiple of the shared features' stride {s}")
+    h, w = image.shape
+    # Zero-pad bottom / right to a multiple of the stride: TF-SAME then pads the top / left as on a
+    # patch (even sizes), so feature (i, j) is aligned with pixel (s * i, s * j).
+    ph, pw = -h % s, -w % s
+    x = torch.nn.functional.pad(image, (0, pw, 0, ph))[None, None]
+    in_chans = getattr(model, "in_chans", 1)
+    if in_chans != 1:
+        x = x.expand(-1, in_chans, -1, -1)
+    if use_cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast:
+        feats = trunk(x)[0]  # [C, Hf, Wf]
+    q = patch_size // s
+    fy = torch.round(flat_y.double() / s).long().clamp(0, feats.shape[1] - q)
+    fx = torch.round(flat_x.double() / s).long().clamp(0, feats.shape[2] - q)
+    crops = feats.unfold(1, q, 1).unfold(2, q, 1)  # [C, Hf-q+1, Wf-q+1, q, q]
+
+    def make(sel):
+        b = crops[:, fy[sel], fx[sel]].permute(1, 0, 2, 3)  # [N, C, q, q]
+        return b.contiguous(memory_format=torch.channels_last) if use_cl else b.contiguous()
+
+    return _run_batches(head, make, len(flat_y), batch_size, autocast, bar)
 
 
 def compute_heatmaps(
@@ -150,6 +253,9 @@ def compute_heatmaps(
     dtype: str | torch.dtype | None = "auto",
     rng: random.Random | int | None = 0,
     show_progress: bool = False,
+    dedupe: bool = True,
+    channels_last: bool | None = None,
+    approx_shared_layers: int = 0,
 ) -> torch.Tensor:
     """Malignant and benign heatmaps of one image.
 
@@ -165,6 +271,13 @@ def compute_heatmaps(
             fp32 on CPU).
         rng: placement of the shortened strides: a ``random.Random``, or an int seed (the
             reference seeds Python's ``random`` with 0 and draws rows, then columns, per image).
+        dedupe: evaluate each distinct all-constant patch (background) once (exact; default on).
+        channels_last: channels_last inputs and model (default: on CUDA only).
+        approx_shared_layers: 0 (default, exact) or a split level k of
+            :meth:`~mammokit.models.patch.PatchDenseNet121.split` (1: up to dense block 1, 2: up to
+            dense block 2): the first layers run once on the whole image and the rest per patch.
+            Approximate (patch borders see image context, patch starts rounded to 4 / 8 pixels);
+            see benchmarks/cpu_heatmaps.py for the measured heatmap differences.
 
     Returns:
         ``[2, H, W]`` float32 on the CPU: channel 0 malignant, 1 benign, values in [0, 1].
@@ -181,11 +294,13 @@ def compute_heatmaps(
     ys = torch.from_numpy(patch_starts(h, patch_size, stride, rng))
     xs = torch.from_numpy(patch_starts(w, patch_size, stride, rng))
     model = model.to(device).eval()
-    if device.type == "cuda":
+    use_cl = device.type == "cuda" if channels_last is None else bool(channels_last)
+    if use_cl:
         model = model.to(memory_format=torch.channels_last)
     img = img.to(device=device, dtype=torch.float32).contiguous()
     probs = patch_probabilities(
-        img, model, ys.to(device), xs.to(device), patch_size, batch_size, dtype, show_progress
+        img, model, ys.to(device), xs.to(device), patch_size, batch_size, dtype, show_progress,
+        dedupe=dedupe, channels_last=use_cl, approx_shared_layers=approx_shared_layers,
     )  # [ny, nx, K]
     if probs.shape[-1] < 2:
         raise ValueError(f"patch classifier has {probs.shape[-1]} classes; need malignant (0) and benign (1)")

@@ -12,6 +12,7 @@ the input bytes and first-conv FLOPs.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -153,6 +154,17 @@ class PatchDenseNet121(DenseNet):
         if tf_same_padding:
             convert_to_tf_same(self.features)
 
+    def split(self, level: int) -> tuple[nn.Module, nn.Module, int]:
+        """``(trunk, head, stride)``: ``head(trunk(x))`` equals ``forward(x)`` for one patch ``x``.
+
+        ``level`` k in 1..3 shares the layers up to dense block k plus the next transition's
+        norm / ReLU / 1x1 conv (features at ``stride`` = 4, 8, 16 pixels); used by the
+        approximate shared-layer heatmaps, which run the trunk once on the whole image and the
+        head on each patch's ``[N, C, P / stride, P / stride]`` crop of the trunk's features.
+        The modules share this model's parameters.
+        """
+        return _split_densenet(self, level)
+
     def _load_imagenet(self, path: Path) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: ImageNet weights file not found")
@@ -181,6 +193,43 @@ class PatchDenseNet121(DenseNet):
             )
         self.load_state_dict(sd, strict=False)
         log.info("loaded ImageNet weights from %s (classifier re-initialised)", path)
+
+
+class _Head(nn.Module):
+    """The layers of a :class:`PatchDenseNet121` after a split point: ``[N, C, p, p] -> [N, classes]``."""
+
+    def __init__(self, rest: nn.Sequential, classifier: nn.Linear) -> None:
+        super().__init__()
+        self.rest, self.classifier = rest, classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.rest(x))
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+SPLIT_LEVELS = {1: 4, 2: 8, 3: 16}
+"""Split levels of :meth:`PatchDenseNet121.split`: level -> stride (pixels) of the shared features."""
+
+
+def _split_densenet(model: DenseNet, level: int) -> tuple[nn.Sequential, _Head, int]:
+    if level not in SPLIT_LEVELS:
+        raise ValueError(f"split level must be one of {sorted(SPLIT_LEVELS)}, got {level}")
+    trunk: list[tuple[str, nn.Module]] = []
+    rest: list[tuple[str, nn.Module]] = []
+    target = f"transition{level}"
+    into_rest = False
+    for name, module in model.features.named_children():
+        if into_rest:
+            rest.append((name, module))
+        elif name == target:
+            # Norm, ReLU and 1x1 conv of the transition are per-pixel or stride 1: shared; its
+            # 2x2 average pool runs per patch (so each patch's crop is pooled on its own grid).
+            trunk += [(f"{name}_{k}", m) for k, m in module.named_children() if k != "pool"]
+            rest.append((f"{name}_pool", module.pool))
+            into_rest = True
+        else:
+            trunk.append((name, module))
+    return nn.Sequential(OrderedDict(trunk)), _Head(nn.Sequential(OrderedDict(rest)), model.classifier), SPLIT_LEVELS[level]
 
 
 @register_model
