@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,18 @@ def test_ddp_step_identical_weights_and_gathered_metrics(toy, tmp_path):
     from mammokit.models import create_model
 
     cfg = TrainConfig(workdir=toy.workdir, labels=toy.labels, out=tmp_path / "x", batch_size=4, lr=1e-3, device="cpu")
-    mp.start_processes(_worker, args=(2, _free_port(), cfg.to_dict(), str(tmp_path)), nprocs=2, start_method="fork")
+    # "spawn", not "fork": forking a process whose OpenMP/intra-op thread pools are already running
+    # (any earlier torch test in the session) can deadlock the children. Bounded wait, so a hang
+    # fails the test instead of stalling the suite.
+    procs = mp.start_processes(
+        _worker, args=(2, _free_port(), cfg.to_dict(), str(tmp_path)), nprocs=2, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + 600
+    while not procs.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in procs.processes:
+                p.kill()
+            pytest.fail("DDP worker processes did not finish within 600 s")
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     changed = 0
