@@ -99,3 +99,23 @@ def test_all_background_image(level):
         p = torch.softmax(model(torch.full((1, 1, 64, 64), -0.7)), 1)[0]
     torch.testing.assert_close(maps[:, 0, 0], p[:2], rtol=0, atol=1e-6)
     assert torch.all(maps == maps[:, :1, :1])
+
+
+def test_static_batch_pads_the_last_batch_and_keeps_results():
+    shapes = []
+
+    class Recording(torch.nn.Module):
+        in_chans = 1
+
+        def forward(self, x):
+            shapes.append(x.shape[0])
+            m = x.mean(dim=(1, 2, 3))
+            return torch.stack([m, -m, torch.zeros_like(m)], 1)
+
+    img = torch.randn(200, 190, generator=torch.Generator().manual_seed(3))
+    plain = compute_heatmaps(img, Recording(), 64, 30, batch_size=7, device="cpu")
+    plain_shapes, shapes[:] = list(shapes), []
+    static = compute_heatmaps(img, Recording(), 64, 30, batch_size=7, device="cpu", static_batch=True)
+    assert plain_shapes[-1] != 7 and set(shapes) == {7}  # every forward sees the fixed batch
+    assert sum(plain_shapes) == sum(min(7, s) for s in plain_shapes)
+    torch.testing.assert_close(static, plain, rtol=0, atol=1e-7)

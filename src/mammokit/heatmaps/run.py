@@ -93,8 +93,13 @@ def make_heatmaps(
     seed: int = 0,
     strict: bool = False,
     patch_size: int | None = None,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Compute and write the heatmaps of every image of a preprocessed work folder.
+
+    ``compile=True`` runs the patch classifier through ``torch.compile`` with a fixed batch shape
+    (the last batch of each image is padded): about 1.7x more patches/s on an H100 (bf16,
+    benchmarks/results), paid for with a one-off compilation of ~1 minute, so it pays on large jobs.
 
     Patch size and default stride come from the patch model checkpoint's preset, else from the
     work folder's preset (``exams.json`` meta). The shortened strides are placed with a stream
@@ -108,6 +113,11 @@ def make_heatmaps(
     image_dir = workdir / meta.get("image_dir", "cropped")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     model, model_meta = load_patch_model(patch_model, device=dev)
+    if compile:
+        model = model.to(dev).eval()
+        if dev.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        model = torch.compile(model)
     work_preset = _preset_of(meta.get("preset_config")) or _preset_of(meta.get("preset"))
     model_preset = _preset_of(model_meta.get("preset"))
     preset = model_preset or work_preset
@@ -136,6 +146,7 @@ def make_heatmaps(
                 n = _one_image(
                     image_dir / f"{name}.png", workdir, rel, view, exam.get("horizontal_flip", "NO"), model,
                     patch_size, stride, batch_size, dev, dtype, reference_layout, derive_seed(seed, name),
+                    static_batch=compile,
                 )
             except (ValueError, OSError, RuntimeError) as exc:
                 if strict:
@@ -165,13 +176,16 @@ def make_heatmaps(
 def _one_image(
     path: Path, workdir: Path, rel: dict[str, str], view: str, horizontal_flip: str, model: nn.Module,
     patch_size: int, stride: int, batch_size: int, device, dtype, reference_layout: bool, seed: int,
+    static_batch: bool = False,
 ) -> int:
     image = read_image(path)
     flip = needs_flip(view, horizontal_flip)
     if flip:  # the model sees the chest wall on the left
         image = image[:, ::-1]
     x = standardize_image(np.ascontiguousarray(image))
-    maps = compute_heatmaps(x, model, patch_size, stride, batch_size, device, dtype, random.Random(seed)).numpy()
+    maps = compute_heatmaps(
+        x, model, patch_size, stride, batch_size, device, dtype, random.Random(seed), static_batch=static_batch
+    ).numpy()
     if flip:  # back to the original orientation of the cropped image
         maps = maps[:, :, ::-1]
     malignant, benign = np.ascontiguousarray(maps[0]), np.ascontiguousarray(maps[1])

@@ -113,12 +113,22 @@ def _constant_groups(windows: torch.Tensor, flat_y: torch.Tensor, flat_x: torch.
     return values, index
 
 
-def _run_batches(model, make_batch, total: int, batch_size: int, autocast, bar) -> torch.Tensor:
+def _run_batches(model, make_batch, total: int, batch_size: int, autocast, bar, static_batch: bool = False) -> torch.Tensor:
     out = []
     with autocast:
         for start in range(0, total, batch_size):
             sel = slice(start, min(start + batch_size, total))
-            logits = model(make_batch(sel))
+            batch = make_batch(sel)
+            n = batch.shape[0]
+            if static_batch and n < batch_size:
+                # A compiled model recompiles for every new batch shape: pad the last batch by
+                # repeating its last patch and drop the extra outputs.
+                pad = batch[-1:].expand(batch_size - n, *batch.shape[1:])
+                batch = torch.cat([batch, pad]).contiguous(
+                    memory_format=torch.channels_last if batch.is_contiguous(memory_format=torch.channels_last)
+                    and not batch.is_contiguous() else torch.contiguous_format
+                )
+            logits = model(batch)[:n]
             out.append(torch.softmax(logits.float(), dim=1))
             if bar is not None:
                 bar.update(sel.stop - sel.start)
@@ -138,6 +148,7 @@ def patch_probabilities(
     dedupe: bool = True,
     channels_last: bool | None = None,
     approx_shared_layers: int = 0,
+    static_batch: bool = False,
 ) -> torch.Tensor:
     """Softmax probabilities of every patch of the grid ``ys x xs``: ``[ny, nx, num_classes]``.
 
@@ -150,6 +161,7 @@ def patch_probabilities(
     ``approx_shared_layers`` k > 0 (approximate, :meth:`PatchDenseNet121.split`): run the first
     layers once on the whole image and the rest per patch on a crop of their output; see
     :func:`compute_heatmaps`.
+    ``static_batch``: every forward gets exactly ``batch_size`` patches (for compiled models).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -191,10 +203,14 @@ def patch_probabilities(
                     approx_shared_layers, use_cl, bar,
                 )
             if len(reps):
-                rep_probs = _run_batches(model, lambda sel: patches_of(reps[sel]), len(reps), batch_size, autocast, bar)
+                rep_probs = _run_batches(
+                model, lambda sel: patches_of(reps[sel]), len(reps), batch_size, autocast, bar, static_batch
+            )
         else:
             todo = torch.cat([varying, reps])
-            both = _run_batches(model, lambda sel: patches_of(todo[sel]), len(todo), batch_size, autocast, bar)
+            both = _run_batches(
+                model, lambda sel: patches_of(todo[sel]), len(todo), batch_size, autocast, bar, static_batch
+            )
             var_probs, rep_probs = both[: len(varying)], both[len(varying):]
     some = var_probs if var_probs is not None and len(varying) else rep_probs
     probs = some.new_empty(total, some.shape[1])
@@ -256,6 +272,7 @@ def compute_heatmaps(
     dedupe: bool = True,
     channels_last: bool | None = None,
     approx_shared_layers: int = 0,
+    static_batch: bool = False,
 ) -> torch.Tensor:
     """Malignant and benign heatmaps of one image.
 
@@ -278,6 +295,8 @@ def compute_heatmaps(
             dense block 2): the first layers run once on the whole image and the rest per patch.
             Approximate (patch borders see image context, patch starts rounded to 4 / 8 pixels);
             see benchmarks/cpu_heatmaps.py for the measured heatmap differences.
+        static_batch: pad the last batch to ``batch_size`` so a ``torch.compile``-d model sees one
+            input shape (no recompilation); results are unchanged.
 
     Returns:
         ``[2, H, W]`` float32 on the CPU: channel 0 malignant, 1 benign, values in [0, 1].
@@ -300,7 +319,7 @@ def compute_heatmaps(
     img = img.to(device=device, dtype=torch.float32).contiguous()
     probs = patch_probabilities(
         img, model, ys.to(device), xs.to(device), patch_size, batch_size, dtype, show_progress,
-        dedupe=dedupe, channels_last=use_cl, approx_shared_layers=approx_shared_layers,
+        dedupe=dedupe, channels_last=use_cl, approx_shared_layers=approx_shared_layers, static_batch=static_batch,
     )  # [ny, nx, K]
     if probs.shape[-1] < 2:
         raise ValueError(f"patch classifier has {probs.shape[-1]} classes; need malignant (0) and benign (1)")
