@@ -50,6 +50,10 @@ class SynthConfig:
         repeat_exam_rate: probability that a patient has a second exam (same anatomy).
         splits: train / val / test fractions, drawn per patient.
         malignant_mix / benign_mix: relative weights of finding types.
+        malignant_contrast: multiplier of the intensity increment of malignant masses,
+            asymmetries and distortions (1.0 = the defaults above). The CPU demo raises it: at
+            1/16 scale a spiculated mass is ~10 pixels and its spicules vanish, so without a
+            stronger contrast too little malignant signal survives for a few minutes of training.
         texture_beta_mean / texture_beta_std / texture_beta_range / mlo_beta_offset: power-law
             exponent of the parenchymal texture, N(3.1, 0.25) clipped to 2.5-3.5, MLO +0.1.
         dicom_monochrome1_rate / dicom_jpeg2000_rate: share of DICOM files stored inverted
@@ -66,6 +70,7 @@ class SynthConfig:
     splits: tuple[float, float, float] = (0.6, 0.2, 0.2)
     malignant_mix: dict = field(default_factory=lambda: dict(DEFAULT_MALIGNANT_MIX))
     benign_mix: dict = field(default_factory=lambda: dict(DEFAULT_BENIGN_MIX))
+    malignant_contrast: float = 1.0
     texture_beta_mean: float = 3.1
     texture_beta_std: float = 0.25
     texture_beta_range: tuple[float, float] = (2.5, 3.5)
@@ -89,6 +94,8 @@ class SynthConfig:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"{name.replace('_', '-')} must be in [0, 1], got {value}")
+        if not 0 < self.malignant_contrast <= 3:
+            raise ValueError(f"malignant_contrast must be in (0, 3], got {self.malignant_contrast}")
         if len(self.splits) != 3 or any(s < 0 for s in self.splits) or abs(sum(self.splits) - 1) > 1e-6:
             raise ValueError(f"splits must be three non-negative fractions summing to 1, got {self.splits}")
         for name in ("malignant_mix", "benign_mix"):

@@ -126,7 +126,10 @@ def render_view(plan: ExamPlan, view: str, cfg: SynthConfig, draw_findings: bool
         drawn[idx] = entry
         if finding.occult or not draw_findings:
             continue
-        patch = np.rint(render_finding(finding, cfg.px_per_mm, contrast, kind)).astype(np.int32)
+        increment = render_finding(finding, cfg.px_per_mm, contrast, kind)
+        if finding.cls == "malignant" and finding.kind != "calcification" and cfg.malignant_contrast != 1.0:
+            increment = increment * np.float32(cfg.malignant_contrast)
+        patch = np.rint(increment).astype(np.int32)
         changed = _add_patch(base, patch, int(round(row)), int(round(col)), mask)
         (malignant if finding.cls == "malignant" else benign)[changed] = True
         entry["pixels"] = int(changed.sum())
