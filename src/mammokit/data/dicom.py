@@ -510,6 +510,7 @@ def write_dicom(
         else:
             setattr(ds, keyword, value)
     if syntax.is_compressed:
-        ds.compress(syntax)
+        # Keep the seed-derived SOP Instance UID (pydicom would make a random one): same call, same file.
+        ds.compress(syntax, generate_instance_uid=False)
     with atomic_path(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
