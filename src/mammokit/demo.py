@@ -521,7 +521,8 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, seed: int = 0, d
     report = stages.run("report", "HTML report", False, _report)
     summary["stages"] = stages.times
     summary["seconds"] = round(time.perf_counter() - started, 1)
-    summary["report"] = str(report)
+    # Relative to the output folder, so the summary stays valid when the folder moves.
+    summary["report"] = Path(report).name
     write_json_atomic(out / "summary.json", summary)
     if echo:
         print()
