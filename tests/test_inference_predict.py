@@ -284,3 +284,20 @@ def test_cli_predict_writes_csv(tmp_path, tiny_models):
     assert [r["exam_id"] for r in read_predictions(out)] == ["e0"]
     assert [r["exam_id"] for r in read_predictions(tmp_path / "preds.skipped.csv")] == ["e1"]
     assert main(["predict", str(wd), "--model", str(tmp_path / "nope.safetensors")]) == 2
+
+
+def test_split_selects_exams(tmp_path, tiny_models):
+    from mammokit.data.examlist import load_exams, save_exams
+    from mammokit.inference.predict import PredictError
+
+    wd, _ = micro_workdir(tmp_path, exam_ids=("e0", "e1", "e2"))
+    exams, meta = load_exams(wd / "exams.json")
+    for exam, split in zip(exams, ("train", "test", "test")):
+        exam["split"] = split
+    save_exams(wd / "exams.json", exams, **meta)
+    everything = predict(wd, [tiny_models["vw_a"]], tta=1, device="cpu")
+    test = predict(wd, [tiny_models["vw_a"]], tta=1, device="cpu", split="test")
+    assert test.exam_ids == ["e1", "e2"]
+    np.testing.assert_allclose(test.probabilities, everything.probabilities[1:], atol=1e-6, rtol=0)
+    with pytest.raises(PredictError, match="no exam has split == 'validation'"):
+        predict(wd, [tiny_models["vw_a"]], tta=1, device="cpu", split="validation")

@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--output", "-o", default=None, help="predictions CSV (default WORKDIR/predictions.csv)")
     p.add_argument("--workers", "-j", type=int, default=None,
                    help="image-decoding threads (default min(8, CPU count)); results do not depend on it")
+    p.add_argument("--split", default=None, help="score only exams of this split (manifest column), e.g. test")
     p.set_defaults(func=_predict)
 
     r = subparsers.add_parser(
@@ -75,7 +76,7 @@ def _predict(args: argparse.Namespace) -> int:
     output = args.output or str(Path(args.workdir) / "predictions.csv")
     result = predict(
         args.workdir, args.models, tta=args.tta, seed=args.seed, device=args.device, dtype=args.dtype,
-        batch_size=args.batch_size, output=output, strict=args.strict, workers=args.workers,
+        batch_size=args.batch_size, output=output, strict=args.strict, workers=args.workers, split=args.split,
     )
     print(_summary(result, output))
     return 0 if result.exam_ids or not result.skipped else 1

@@ -343,6 +343,7 @@ def predict(
     output: str | Path | None = None,
     strict: bool = False,
     workers: int | None = None,
+    split: str | None = None,
 ) -> PredictResult:
     """Predict the four breast-level probabilities of every exam of a work folder.
 
@@ -358,6 +359,7 @@ def predict(
         output: predictions CSV to write (atomically), plus ``<stem>.skipped.csv``.
         strict: an exam that cannot be scored is an error instead of a skipped row.
         workers: image-decoding threads (default min(8, CPU count)); results do not depend on it.
+        split: score only the exams whose ``split`` (from the manifest) equals this, e.g. "test".
 
     Returns:
         :class:`PredictResult`.
@@ -370,6 +372,10 @@ def predict(
 
     workdir = Path(workdir)
     exams, meta = load_exams(workdir / EXAMS_FILE)
+    if split is not None:
+        exams = [e for e in exams if e.get("split") == split]
+        if not exams:
+            raise PredictError(f"{workdir / EXAMS_FILE}: no exam has split == {split!r}")
     preset = workdir_preset(meta, workdir / EXAMS_FILE)
     dev, dt = resolve_device(device, dtype)
     models = load_models(model_paths, dev)
