@@ -95,7 +95,7 @@ def test_scale_handling(study, tmp_path):
 def test_breast_level_model_and_missing_breasts(study, tmp_path):
     readers, _, labels = study
     rows = ["exam_id,breast,probability"]
-    rows += [f"e1,L,0.6", "e1,R,0.2", "e2,L,0.5", "e2,R,0.1", "e3,L,0.3", "e3,R,0.4"]
+    rows += ["e1,L,0.6", "e1,R,0.2", "e2,L,0.5", "e2,R,0.1", "e3,L,0.3", "e3,R,0.4"]
     r = reader_study(readers, _write(tmp_path / "m.csv", rows), labels, lambdas=[0.5])
     assert r.model_roc_auc == pytest.approx(0.75)
     with pytest.raises(EvaluationInputError, match=r"m2.csv: model predictions lack 1 of the 6 breasts .*e3/R"):

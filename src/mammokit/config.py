@@ -105,6 +105,38 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def preset_from_dict(config: dict) -> Preset:
+    """Rebuild a preset stored as JSON (``Preset.to_dict``; lists become tuples again)."""
+    fields = {f.name for f in dataclasses.fields(Preset)}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise ValueError(f"not a preset: unknown field(s) {', '.join(unknown)}")
+    return Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+
+
+def preset_of(value: str | dict | Preset | None) -> Preset | None:
+    """A preset from a name, a stored dict or a Preset (None stays None)."""
+    if value is None or isinstance(value, Preset):
+        return value
+    if isinstance(value, str):
+        return get_preset(value)
+    return preset_from_dict(value)
+
+
+def workdir_preset(meta: dict, where: object = "exams.json") -> Preset:
+    """The preset a work folder was preprocessed with, from its ``exams.json`` meta
+    (``preset_config`` dict, else the ``preset`` name)."""
+    config = meta.get("preset_config")
+    if isinstance(config, dict):
+        try:
+            return preset_from_dict(config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: unreadable preset_config ({exc})") from None
+    if meta.get("preset"):
+        return get_preset(meta["preset"])
+    raise ValueError(f"{where}: no preset recorded (run `mammokit preprocess` to make this work folder)")
+
+
 def get_preset(name_or_preset: str | Preset) -> Preset:
     """Look a preset up by name (``paper``, ``half``, ``small``, ``tiny``)."""
     if isinstance(name_or_preset, Preset):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammokit.config import LABEL_COLUMNS, Preset, scaled_preset
+from mammokit.config import Preset, scaled_preset
 from mammokit.utils.io import write_csv_atomic, write_json_atomic
 from mammokit.utils.log import get_logger
 
@@ -253,28 +253,18 @@ def _train_breast(run: Path, s: DemoSettings, seed: int, device: str, **fields: 
     return result
 
 
-def _predict(work: Path, models: dict[str, list[Path]], test_ids: list[str], out_dir: Path, s: DemoSettings,
-             seed: int, device: str) -> None:
-    """Predict the test exams with each model (TTA); ``OUT/predictions/<name>.csv``."""
-    from mammokit.data.examlist import load_exams
-    from mammokit.inference.predict import load_models, predict_exams, resolve_device as dev_of, workdir_preset
+def _predict(work: Path, models: dict[str, list[Path]], out_dir: Path, s: DemoSettings, seed: int, device: str) -> None:
+    """Predict the test split with each model (TTA); ``OUT/predictions/<name>.csv``."""
+    from mammokit.inference.predict import predict
 
-    exams, meta = load_exams(work / "exams.json")
-    wanted = set(test_ids)
-    test = [e for e in exams if str(e.get("exam_id")) in wanted]
-    preset = workdir_preset(meta, work / "exams.json")
-    dev, dtype = dev_of(device, "auto")
     for name, paths in models.items():
         target = out_dir / f"{name}.csv"
         if target.is_file():
             log.info("predictions %s exist; skipped", target)
             continue
-        loaded = load_models(paths, dev)
-        result = predict_exams(work, test, loaded, preset, tta=s.tta, seed=seed, device=dev, dtype=dtype,
-                               image_dir=meta.get("image_dir", "cropped"))
+        result = predict(work, paths, tta=s.tta, seed=seed, device=device, split="test", output=target)
         if result.skipped:
             raise RuntimeError(f"{name}: {len(result.skipped)} test exam(s) could not be scored: {result.skipped[:3]}")
-        write_csv_atomic(target, result.as_rows(), ["exam_id", *LABEL_COLUMNS])
         log.info("%s: %d test exams scored in %.1f s", name, len(result.exam_ids), result.seconds)
 
 
@@ -502,7 +492,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, seed: int = 0, d
     test_ids = _split_ids(labels, "test")
     stages.run("predict", f"predict {len(test_ids)} test exams (TTA {s.tta}) with 4 models",
                all((pred_dir / f"{k}.csv").is_file() for k in models),
-               _predict, work, models, test_ids, pred_dir, s, seed, dev)
+               _predict, work, models, pred_dir, s, seed, dev)
     test_labels = out / "test_labels.csv"
     _test_labels(labels, test_labels)
     evaluation = stages.run("evaluate", "evaluate (bootstrap CIs)", False, _evaluate, pred_dir, test_labels, eval_dir, s, seed)

@@ -15,7 +15,6 @@ extra ``mammokit[umap]``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,20 +82,6 @@ class EmbeddingResult:
     outputs: dict[str, str] = field(default_factory=dict)
 
 
-def _preset_from_meta(meta: dict):
-    from mammokit.config import Preset, get_preset
-
-    cfg = meta.get("preset_config")
-    if isinstance(cfg, dict):
-        names = {f.name for f in dataclasses.fields(Preset)}
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in names}
-        try:
-            return Preset(**kwargs)
-        except TypeError:
-            pass
-    return get_preset(meta.get("preset", "paper"))
-
-
 def extract_features(workdir: str | os.PathLike, model_ckpt: str | os.PathLike, device: str = "cpu"):
     """Per exam column outputs and first-FC activations. Returns (exam_ids, columns, hidden, skipped)."""
     import torch
@@ -107,7 +92,9 @@ def extract_features(workdir: str | os.PathLike, model_ckpt: str | os.PathLike, 
 
     workdir = Path(workdir)
     exams, meta = load_exams(workdir / "exams.json")
-    preset = _preset_from_meta(meta)
+    from mammokit.config import workdir_preset
+
+    preset = workdir_preset(meta, Path(workdir) / "exams.json")
     image_dir = meta.get("image_dir", "cropped")
     model, _ = load_model(model_ckpt, device=device)
     heatmaps = getattr(model, "in_channels", 1) == 3

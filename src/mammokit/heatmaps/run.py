@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mammokit.config import Preset, get_preset
+from mammokit.config import preset_of
 from mammokit.data.examlist import iter_images, load_exams, save_exams, set_image_field
 from mammokit.data.images import read_image
 from mammokit.data.views import needs_flip
@@ -68,20 +68,6 @@ def load_patch_model(path: str | Path, device: str | torch.device = "cpu") -> tu
     return model.eval(), meta
 
 
-def _preset_of(value: Any) -> Preset | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return get_preset(value)
-    if isinstance(value, dict):
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-        try:
-            return Preset(**fields)
-        except TypeError:
-            return get_preset(value.get("name", ""))
-    return None
-
-
 def make_heatmaps(
     workdir: str | Path,
     patch_model: str | Path,
@@ -118,8 +104,8 @@ def make_heatmaps(
         if dev.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         model = torch.compile(model)
-    work_preset = _preset_of(meta.get("preset_config")) or _preset_of(meta.get("preset"))
-    model_preset = _preset_of(model_meta.get("preset"))
+    work_preset = preset_of(meta.get("preset_config")) or preset_of(meta.get("preset"))
+    model_preset = preset_of(model_meta.get("preset"))
     preset = model_preset or work_preset
     if preset is None and (patch_size is None or stride is None):
         raise ValueError(f"{exams_path}: no preset recorded and none in {patch_model}; pass patch_size and stride")

@@ -27,7 +27,6 @@ off); on the CPU fp32.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mammokit.config import LABEL_COLUMNS, VIEWS, Preset, get_preset
+from mammokit.config import LABEL_COLUMNS, VIEWS, Preset, get_preset, workdir_preset
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.log import get_logger, progress
 from mammokit.utils.seed import derive_seed
@@ -146,21 +145,6 @@ def load_models(model_paths: Sequence[str | Path], device) -> list[LoadedModel]:
             LoadedModel(str(path), model, in_channels, tuple(getattr(model, "required_views", VIEWS)), meta.get("preset"))
         )
     return loaded
-
-
-def workdir_preset(meta: dict, where: Path) -> Preset:
-    """The preset a work folder was preprocessed with (``preset_config`` or ``preset`` name)."""
-    config = meta.get("preset_config")
-    if isinstance(config, dict):
-        fields = {f.name for f in dataclasses.fields(Preset)}
-        args = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in fields}
-        try:
-            return Preset(**args)
-        except TypeError as exc:
-            raise ValueError(f"{where}: unreadable preset_config ({exc})") from None
-    if meta.get("preset"):
-        return get_preset(meta["preset"])
-    raise ValueError(f"{where}: no preset recorded (run `mammokit preprocess` to make this work folder)")
 
 
 def _check_model_presets(models: Sequence[LoadedModel], preset: Preset) -> None:

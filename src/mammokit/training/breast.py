@@ -21,7 +21,6 @@ computation.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -30,12 +29,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mammokit.config import LABEL_COLUMNS, Preset
+from mammokit.config import LABEL_COLUMNS, Preset, workdir_preset
 from mammokit.training import distributed as D
 from mammokit.training.common import (
     autocast,
     loader_generator,
-    preset_from_meta,
     resolve_device,
     set_determinism,
     use_channels_last,
@@ -276,7 +274,7 @@ def _load_data(config: TrainConfig, ctx: D.DistContext) -> tuple[PreparedData, P
 
     workdir = Path(config.workdir)
     exams, meta = load_exams(workdir / "exams.json")
-    preset = preset_from_meta(meta)
+    preset = workdir_preset(meta, workdir / "exams.json")
     labels = read_labels(config.labels)
     data = prepare_data(
         exams, meta, labels, workdir, config.task, config.heatmaps, config.val_fraction, config.seed,

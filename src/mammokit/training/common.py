@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from mammokit.config import Preset, get_preset
 from mammokit.utils.io import write_csv_atomic, write_json_atomic
 
 
@@ -35,18 +34,6 @@ def autocast(device: torch.device, enabled: bool):
 
 def use_channels_last(device: torch.device, enabled: bool) -> bool:
     return enabled and device.type == "cuda"
-
-
-def preset_from_meta(meta: dict) -> Preset:
-    """The preset a work folder was preprocessed with (``exams.json`` meta)."""
-    config = meta.get("preset_config")
-    if isinstance(config, dict):
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-        try:
-            return Preset(**fields)
-        except TypeError as exc:
-            raise ValueError(f"exams.json: preset_config does not describe a preset ({exc})") from None
-    return get_preset(meta.get("preset", "paper"))
 
 
 def set_determinism(deterministic: bool) -> None:

@@ -24,10 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mammokit.config import VIEWS
+from mammokit.config import VIEWS, workdir_preset
 from mammokit.training.common import (
     autocast,
-    preset_from_meta,
     resolve_device,
     set_determinism,
     use_channels_last,
@@ -193,7 +192,7 @@ def train_patch_config(config: PatchTrainConfig, resume: bool = False) -> dict[s
     if not masks_dir.is_dir():
         raise FileNotFoundError(f"{masks_dir}: masks folder not found")
     exams, meta = load_exams(workdir / "exams.json")
-    preset = preset_from_meta(meta)
+    preset = workdir_preset(meta, workdir / "exams.json")
     size = int(config.patch_size or preset.patch_size)
     arch = config.arch or ("densenet121_patch" if preset.patch_arch.startswith("densenet") else "patchnet_small")
     train_exams, val_exams = _split_exams(config, exams)
