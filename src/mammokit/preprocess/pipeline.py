@@ -312,7 +312,10 @@ def preprocess_exams(
         if workers == 1 or len(jobs) <= 1:
             stream = map(_process_star, args)
         else:
-            pool = multiprocessing.get_context().Pool(min(workers, len(jobs)), initializer=_init_worker)
+            # "spawn": forking a process whose torch / OpenMP / OpenCV thread pools already run (any
+            # caller that used torch first: `mammokit run`, the demo, a test session) can deadlock
+            # the children.
+            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_init_worker)
             stream = pool.imap(_process_star, args, chunksize=1)  # ordered: output independent of workers
         for job, result in zip(jobs, stream):
             results.append(result)
