@@ -251,3 +251,11 @@ def test_ensemble_members_share_init_columns_and_differ_in_heads(small_toy, tmp_
         member, _ = load_model(tmp_path / "ens" / f"member{k}" / "best.safetensors")
         expected = member.predict_proba(views)
         assert torch.allclose(ens.members[k].predict_proba(views), expected)
+
+
+def test_loader_workers_default_by_device():
+    from mammokit.training.breast import loader_workers
+
+    assert loader_workers(None, torch.device("cpu")) == 0
+    assert loader_workers(None, torch.device("cuda")) == min(4, os.cpu_count() or 1)
+    assert loader_workers(2, torch.device("cpu")) == 2 and loader_workers(0, torch.device("cuda")) == 0

@@ -21,6 +21,7 @@ computation.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -95,8 +96,17 @@ class _Batches:
         return len(self.items)
 
 
+def loader_workers(requested: int | None, device: torch.device) -> int:
+    """DataLoader worker processes: as requested, else 4 on CUDA (so PNG decoding and window
+    sampling overlap the GPU's work; each worker keeps its own decoded-image cache across epochs)
+    and 0 on the CPU (the model's threads already use the cores)."""
+    if requested is not None:
+        return int(requested)
+    return min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
+
+
 def make_loader(dataset: ExamDataset, sampler: _Batches, config: TrainConfig, device: torch.device, seed: int):
-    workers = int(config.num_workers)
+    workers = loader_workers(config.num_workers, device)
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,

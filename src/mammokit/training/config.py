@@ -79,7 +79,8 @@ class TrainConfig(_ConfigMixin):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` = CUDA when available.
         amp: bf16 autocast on CUDA (ignored on the CPU).
         channels_last: channels_last memory format on CUDA (ignored on the CPU).
-        num_workers: DataLoader worker processes (decoding + window sampling off the main process).
+        num_workers: DataLoader worker processes (decoding + window sampling off the main process);
+            ``None`` = 4 on CUDA, 0 on the CPU.
         cache_images: keep decoded images in each worker's memory between epochs.
         augment: random windows (the reference augmentation) for training; validation always
             uses the deterministic window at ``best_center``.
@@ -111,7 +112,7 @@ class TrainConfig(_ConfigMixin):
     device: str | None = None
     amp: bool = True
     channels_last: bool = True
-    num_workers: int = 0
+    num_workers: int | None = None
     cache_images: bool = True
     augment: bool = True
     input_noise_std: float | None = None
