@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -119,23 +122,28 @@ def make_heatmaps(
     log.info("heatmaps: patch %d, stride %d, batch %d, device %s, dtype %s", patch_size, stride, batch_size, dev, dtype)
 
     images = list(iter_images(exams))
+    wanted = ["malignant", "benign"] + (["malignant_hdf5", "benign_hdf5"] if reference_layout else [])
+    pending = {name for *_, name in images if not all((workdir / heatmap_paths(name)[k]).is_file() for k in wanted)}
     failures: list[dict] = []
     done = skipped = patches = 0
     t0 = time.perf_counter()
+    # PNG decoding of the next images overlaps the model's work on this one (OpenCV releases the GIL).
+    reader = ThreadPoolExecutor(max_workers=2)
+    decoded = _prefetch(reader, [image_dir / f"{name}.png" for *_, name in images if name in pending], ahead=2)
     for i, (exam, view, index, name) in enumerate(progress(images, desc="heatmaps", unit="image")):
         rel = heatmap_paths(name)
-        wanted = ["malignant", "benign"] + (["malignant_hdf5", "benign_hdf5"] if reference_layout else [])
-        if all((workdir / rel[k]).is_file() for k in wanted):
+        if name not in pending:
             skipped += 1
         else:
             try:
                 n = _one_image(
-                    image_dir / f"{name}.png", workdir, rel, view, exam.get("horizontal_flip", "NO"), model,
+                    next(decoded).result(), workdir, rel, view, exam.get("horizontal_flip", "NO"), model,
                     patch_size, stride, batch_size, dev, dtype, reference_layout, derive_seed(seed, name),
                     static_batch=compile,
                 )
             except (ValueError, OSError, RuntimeError) as exc:
                 if strict:
+                    reader.shutdown(cancel_futures=True)
                     raise
                 log.error("exam %s %s %s: %s", exam.get("exam_id"), view, name, exc)
                 failures.append({"exam_id": exam.get("exam_id", ""), "view": view, "name": name, "reason": str(exc)})
@@ -149,6 +157,7 @@ def make_heatmaps(
         set_image_field(exam, "heatmap_benign", view, index, rel["benign"])
         if (i + 1) % 20 == 0:  # keep the exam list current on long runs
             save_exams(exams_path, exams, **meta)
+    reader.shutdown()
     save_exams(exams_path, exams, **meta)
     if failures:
         write_csv_atomic(workdir / FAILURES_FILE, failures, ["exam_id", "view", "name", "reason"])
@@ -159,12 +168,26 @@ def make_heatmaps(
             "patch_size": patch_size, "stride": stride}
 
 
+def _prefetch(pool: ThreadPoolExecutor, paths: list[Path], ahead: int):
+    """Futures of ``read_image(path)`` in order, keeping ``ahead`` reads in flight."""
+    futures: deque = deque()
+    it = iter(paths)
+    for path in islice(it, ahead):
+        futures.append(pool.submit(read_image, path))
+    while futures:
+        future = futures.popleft()
+        nxt = next(it, None)
+        if nxt is not None:
+            futures.append(pool.submit(read_image, nxt))
+        yield future
+
+
 def _one_image(
-    path: Path, workdir: Path, rel: dict[str, str], view: str, horizontal_flip: str, model: nn.Module,
+    image: np.ndarray, workdir: Path, rel: dict[str, str], view: str, horizontal_flip: str, model: nn.Module,
     patch_size: int, stride: int, batch_size: int, device, dtype, reference_layout: bool, seed: int,
     static_batch: bool = False,
 ) -> int:
-    image = read_image(path)
+    """Heatmaps of one cropped image (``[H, W]`` uint16, original orientation), written to ``rel``."""
     flip = needs_flip(view, horizontal_flip)
     if flip:  # the model sees the chest wall on the left
         image = image[:, ::-1]
