@@ -244,13 +244,15 @@ def _parse_int(value: str, allowed: Sequence[int]) -> int | None:
     return int(number)
 
 
-def read_labels(path: str | os.PathLike) -> dict[str, dict]:
+def read_labels(path: str | os.PathLike, required: Sequence[str] = LABEL_COLUMNS) -> dict[str, dict]:
     """Read and validate a labels CSV. Returns ``{exam_id: {column: value}}`` (in file order):
-    LABEL_COLUMNS as int 0/1, ``birads`` int 0/1/2 and ``biopsied`` int 0/1 (None when empty),
-    every other column as a string. Raises :class:`ManifestError` naming file, line and problem."""
+    LABEL_COLUMNS present as int 0/1, ``birads`` int 0/1/2 and ``biopsied`` int 0/1 (None when
+    empty), every other column as a string. ``required``: label columns that must be present
+    (default all four; a reader study needs only the malignant ones). Raises
+    :class:`ManifestError` naming file, line and problem."""
     path = Path(path)
     header, records = _read_csv(path, "labels file")
-    _check_columns(path, header, LABELS_REQUIRED, "labels file")
+    _check_columns(path, header, ("exam_id", *required), "labels file")
     if not records:
         raise ManifestError(f"{path}: labels file has a header but no rows")
     labels: dict[str, dict] = {}

@@ -112,33 +112,35 @@ def read_predictions(path: str | Path) -> ExamTable:
 
 
 def read_labels(path: str | Path, columns: tuple[str, ...] = LABEL_COLUMNS) -> ExamTable:
-    """Read a labels CSV: ``exam_id`` + 0/1 ``columns`` + any other columns (kept as strings).
+    """Read a labels CSV with the project's labels reader (:func:`mammokit.data.manifest.read_labels`:
+    0/1 labels, optional ``birads`` / ``biopsied``, other columns kept) and lay it out by column.
 
-    ``biopsied``, when present, must be 0/1 too. A file whose label columns hold fractional values
-    is most likely a predictions file given as labels; the error says so.
+    ``columns``: the label columns needed (default all four). A file whose label columns hold
+    fractional values is most likely a predictions file given as labels; the error says so.
     """
+    from mammokit.data.manifest import ManifestError
+    from mammokit.data.manifest import read_labels as read_label_records
+
     path = Path(path)
-    header, rows = _read_rows(path, "labels")
-    _require_columns(path, header, ("exam_id",) + tuple(columns), "labels")
-    ids = [r["exam_id"] for r in rows]
-    _unique_ids(path, ids, "labels")
-    values: dict[str, list[float]] = {c: [] for c in columns}
-    binary = tuple(columns) + (("biopsied",) if "biopsied" in header else ())
-    for i, r in enumerate(rows, start=2):
-        for c in binary:
-            if r[c] not in ("0", "1"):
-                hint = ""
-                try:
-                    if 0 < float(r[c]) < 1:
-                        hint = " (this looks like a predictions file; pass the labels file with --labels)"
-                except ValueError:
-                    pass
-                raise EvaluationInputError(
-                    f"{path}: row {i}, column {c}: label must be 0 or 1, got {r[c]!r}{hint}"
-                )
-            if c in values:
-                values[c].append(float(r[c]))
-    extra = {c: [r[c] for r in rows] for c in header if c not in columns and c != "exam_id"}
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: labels file not found")
+    try:
+        records = read_label_records(path, required=columns)
+    except ManifestError as exc:
+        message = str(exc)
+        if "must be 0 or 1" in message:
+            try:
+                if 0 < float(message.rsplit("got ", 1)[-1].strip("'\"")) < 1:
+                    message += " (this looks like a predictions file; pass the labels file with --labels)"
+            except ValueError:
+                pass
+        raise EvaluationInputError(message) from None
+    ids = list(records)
+    values = {c: [float(records[e][c]) for e in ids] for c in columns}
+    extra_columns: list[str] = []
+    for record in records.values():
+        extra_columns += [c for c in record if c not in columns and c not in extra_columns]
+    extra = {c: ["" if records[e].get(c) is None else str(records[e][c]) for e in ids] for c in extra_columns}
     return ExamTable(path, ids, values, extra)
 
 
