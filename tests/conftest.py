@@ -32,5 +32,5 @@ def real_data_dir() -> Path:
 def reader_study_csv() -> Path:
     path = _shared_path("MAMMOKIT_READER_STUDY", SHARED / "data" / "reader_study") / "nyu_reader_study_results.csv"
     if not path.exists():
-        pytest.skip(f"reader study data not found at {path} (set MAMMOKIT_READER_STUDY to run these tests)")
+        pytest.skip(f"shared reader-study data not found at {path} (set MAMMOKIT_READER_STUDY to run these tests)")
     return path
