@@ -1,4 +1,4 @@
-"""A small, strongly-labelled work folder for exercising the trainers (tests, smoke runs, demos).
+"""Test fixture: a small, strongly-labelled work folder for exercising the trainers.
 
 Unlike :mod:`mammokit.synth` (realistic synthetic mammograms that go through preprocessing),
 this writes an already-preprocessed work folder directly: cropped 16-bit PNGs, ``exams.json``
