@@ -116,3 +116,37 @@ def test_time_calls_median_and_settings_defaults():
     assert q.presets == ["small"] and q.repeats == 1 and q.exams == 2
     with pytest.raises(SystemExit):
         bench.settings_from_args(bench.parse_args(["--stages", "heatmaps,bogus"]), cuda=False)
+
+
+@pytest.mark.slow  # ~15 s of CPU time
+def test_bench_with_trained_checkpoint_and_extra_dtype(tmp_path):
+    """--patch-checkpoint replaces the random weights in the heatmap stages (recorded in the
+    JSON); --compare-dtypes adds a library row per dtype, each compared with the fp32 reference."""
+    from mammokit.models import create_model
+    from mammokit.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(7)
+    model = create_model("patchnet_small", num_classes=3, in_chans=1)
+    ckpt = tmp_path / "patch.safetensors"
+    save_checkpoint(ckpt, model, arch="patchnet_small", model_args={"num_classes": 3, "in_chans": 1}, preset="tiny")
+    m3, m1 = bench.load_patch_models(str(ckpt))
+    assert m3.in_chans == 3 and m1.in_chans == 1
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(m3(x.expand(-1, 3, -1, -1)), model.eval()(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(m1(x), model(x), rtol=0, atol=0)
+
+    out = tmp_path / "bench.json"
+    rc = bench.main([
+        "--quick", "--preset", "tiny", "--device", "cpu", "--data", "synthetic", "--stride", "32",
+        "--warmup", "0", "--stages", "heatmaps", "--compare-dtypes", "bf16", "--patch-checkpoint", str(ckpt),
+        "-o", str(out),
+    ])
+    assert rc == 0
+    hm = json.loads(out.read_text())["presets"]["tiny"]["stages"]["heatmaps"]
+    assert hm["weights"] == "trained: patch.safetensors"
+    assert [r["path"] for r in hm["rows"]] == ["reference", "fast", "fast-bf16"]
+    fast, bf16 = hm["rows"][1], hm["rows"][2]
+    assert "library" in fast["label"] and fast["levers"]["dtype"] == "fp32" and bf16["levers"]["dtype"] == "bf16"
+    assert fast["max_abs_diff_probs"] <= 1e-5  # fp32 vs fp32: the same function
+    assert 0 < bf16["max_abs_diff_probs"] < 0.2  # bf16 rounds, but stays near

@@ -104,3 +104,49 @@ def test_cli(tmp_path, capsys):
     assert "4 images done" in capsys.readouterr().out
     assert (wd / "heatmaps/benign/e1_L_CC.png").is_file()
     assert main(["heatmaps", str(wd), "--patch-model", str(tmp_path / "none.safetensors")]) == 2
+    wd2, ckpt2, _ = _workdir(tmp_path / "b")
+    assert main(["heatmaps", str(wd2), "--patch-model", str(ckpt2), "--device", "cpu", "--compile", "off",
+                 "--dtype", "fp32"]) == 0
+    assert "4 images done" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["heatmaps", str(wd2), "--patch-model", str(ckpt2), "--compile", "sometimes"])
+
+
+def test_compile_auto_decides_by_job_size_and_model():
+    from mammokit.heatmaps.run import _patches_estimate, should_compile
+    from mammokit.heatmaps.sliding import num_patches
+    from mammokit.models.patch import PatchDenseNet121
+
+    dn = PatchDenseNet121(num_classes=3)
+    small = create_model("patchnet_small", width=4)
+    assert should_compile(dn, torch.device("cpu"), 8000) and not should_compile(dn, torch.device("cpu"), 7999)
+    assert not should_compile(dn, torch.device("cuda"), 999_999) and should_compile(dn, torch.device("cuda"), 10**6)
+    assert not should_compile(small, torch.device("cpu"), 10**7)  # not measured: never automatic
+    exam = {"window_location": {"L-CC": [(100, 2524, 40, 1202)]}}
+    assert _patches_estimate(exam, "L-CC", 0, 256, 70) == num_patches(2424, 1162, 256, 70) == 448
+    assert _patches_estimate(exam, "R-CC", 0, 256, 70) == 0  # unknown: not counted
+
+
+def test_failed_automatic_compile_falls_back_to_eager(tmp_path, monkeypatch, caplog):
+    """compile="auto": a compile that fails at its first call is reported and the job goes on
+    eager with the same results; compile=True (asked for) fails loudly."""
+    import mammokit.heatmaps.run as run
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("inductor: no working C++ compiler")
+
+    wd, ckpt, _ = _workdir(tmp_path)
+    eager = make_heatmaps(wd, ckpt, device="cpu", seed=4, compile=False)
+    want = read_heatmap(wd / "heatmaps" / "malignant" / "e1_L_MLO.png")
+    monkeypatch.setattr(run, "should_compile", lambda *a: True)
+    monkeypatch.setattr(run, "compile_patch_model", lambda model, dev: Broken())
+    wd1, ckpt1, _ = _workdir(tmp_path / "a")
+    with pytest.raises(RuntimeError, match="no working C\\+\\+ compiler"):
+        make_heatmaps(wd1, ckpt1, device="cpu", seed=4, compile=True, strict=True)
+    wd2, ckpt2, _ = _workdir(tmp_path / "b")
+    with caplog.at_level("WARNING", logger="mammokit.heatmaps.run"):
+        summary = make_heatmaps(wd2, ckpt2, device="cpu", seed=4, compile="auto")
+    assert summary["done"] == eager["done"] == 4 and summary["failed"] == 0
+    assert "torch.compile of the patch classifier failed" in caplog.text
+    np.testing.assert_array_equal(read_heatmap(wd2 / "heatmaps" / "malignant" / "e1_L_MLO.png"), want)

@@ -4,13 +4,16 @@ Stages (``--stages``), per preset (``--preset``, repeatable):
 
 * ``heatmaps``: dense patch heatmaps of one exam (4 views at the cropped sizes of
   ``docs/performance.md``: 2900 x 1800 CC, 3200 x 1900 MLO at paper scale, scaled for the other
-  presets). Three paths on the same standardised images and the same patch grid:
-  ``reference`` (fp32, 3 repeated input channels, contiguous, patches cut on the host, batch
-  100: the published implementation's settings), ``fast`` (the selected levers: ``--dtype``,
-  ``--channels-last``, folded grayscale channel, patches cut on the device, ``--batch-size``,
-  ``--compile``) and ``library`` (:func:`mammokit.heatmaps.sliding.compute_heatmaps` with its
-  defaults). Reports patches/s, s/exam and the max abs difference of the patch probabilities and
-  of the heatmaps from the fp32 reference (target <= 0.01). When a full exam is too slow (the
+  presets). On the same standardised images and the same patch grid: ``reference`` (fp32, 3
+  repeated input channels, contiguous, patches cut on the host, batch 100: the published
+  implementation's settings; on CUDA with TF32 off) and ``fast``, the library path that
+  ``mammokit heatmaps`` runs (:func:`mammokit.heatmaps.sliding.patch_probabilities_many`: the
+  exam's views in one patch stream, patches cut on the device, background patches once, folded
+  grayscale channel, ``--dtype``, ``--channels-last``, ``--batch-size``, ``--compile`` =
+  :func:`~mammokit.heatmaps.sliding.compile_patch_model`), plus ``fast-<dtype>`` rows for
+  ``--compare-dtypes``. Reports patches/s, s/exam and the max abs difference of the patch
+  probabilities and of the heatmaps from the fp32 reference (target <= 0.01; meaningful only
+  with trained weights: ``--patch-checkpoint``). When a full exam is too slow (the
   paper preset on a CPU), only the first ``--max-patches`` patches are run and s/exam is
   extrapolated (marked ``extrapolated``).
 * ``predict``: both view-wise models (image-only and image+heatmaps), 10 TTA draws per view,
@@ -29,7 +32,8 @@ run (first preset only). Timing: warm-up calls, then ``--repeats`` timed calls, 
 sample mammograms of ``../shared/data/real`` when present, else synthetic breast images), never
 zeros. Weights are random (speed does not depend on them) but calibrated: batch-norm statistics
 from one batch of the inputs and classifier outputs scaled to a logit spread like a trained
-model's, so that the accuracy comparison is not hidden by near-uniform softmax outputs.
+model's; the patch classifier's accuracy needs trained weights (``--patch-checkpoint``), since a
+random DenseNet is chaotic in its inputs.
 
 Output: a table on stdout and JSON (default ``benchmarks/results/<device-name>-<preset>.json``
 per preset, or all presets in ``-o PATH``), with device, dtype, batch sizes, image sizes,
@@ -109,7 +113,17 @@ class Settings:
     ablation_patches: int | None = None
     tta: int = 10
     stride: int | None = None
+    patch_checkpoint: str | None = None
+    compare_dtypes: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+
+
+_DTYPE_NAMES = ("fp32", "bf16", "fp16")
+
+
+def _torch_dtype(name: str):
+    torch = _torch()
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def _torch():
@@ -382,6 +396,32 @@ def build_patch_models(preset: Preset, seed: int, calib: "np.ndarray | None" = N
     return m3.eval(), m1.eval()
 
 
+def load_patch_models(path: str):
+    """``(model_3ch, model_1ch)`` from a trained patch classifier (mammokit checkpoint or the
+    authors' file): for the accuracy comparison, which random weights make meaningless (their
+    outputs are chaotic in the inputs: a 1e-3 change of a logit flips probabilities)."""
+    from mammokit.heatmaps.run import load_patch_model
+    from mammokit.models import create_model
+    from mammokit.models.patch import fold_input_channels
+
+    model, meta = load_patch_model(path)
+    arch, args = meta["arch"], dict(meta.get("model_args") or {})
+    sd = model.state_dict()
+    key = _first_conv_key(model)
+    w = sd[key]
+    sd1, sd3 = dict(sd), dict(sd)
+    sd1[key] = fold_input_channels(w, 1) if w.shape[1] != 1 else w
+    # 3 channels carrying a third of the kernel each: the same function on a repeated channel.
+    sd3[key] = sd1[key].repeat(1, 3, 1, 1) / 3
+    models = []
+    for ch, state in ((3, sd3), (1, sd1)):
+        m = create_model(arch, **{**args, "in_chans": ch})
+        m.load_state_dict(state)
+        m._bench_source = f"trained: {Path(path).name}"
+        models.append(m.eval())
+    return tuple(models)
+
+
 def _calibrate(model, forward: Callable, logits_of: Callable, logit_std: float = 2.0) -> None:
     """Batch-norm running statistics from one batch (train-mode forward, momentum 1), then the
     last linear layers scaled so the logits' std is ``logit_std``."""
@@ -426,7 +466,7 @@ def _output_linears(model):
 class Levers:
     """One combination of the heatmap speed levers."""
 
-    dtype: str = "fp32"  # fp32 | bf16
+    dtype: str = "fp32"  # fp32 | bf16 | fp16
     channels_last: bool = False
     fold: bool = False  # grayscale channel folded into the first kernel (1-channel model)
     cut: str = "device"  # device | host (numpy, then copied)
@@ -472,7 +512,7 @@ class PatchEngine:
             self._compiled[key] = (models[0], model)
         self.model = model
         self.in_chans = 1 if levers.fold else 3
-        self.dtype = torch.bfloat16 if levers.dtype == "bf16" else torch.float32
+        self.dtype = _torch_dtype(levers.dtype)
 
     def probabilities(self, images: list, grids: list[tuple[np.ndarray, np.ndarray]], patch: int,
                       limit: int | None = None) -> list:
@@ -582,8 +622,9 @@ def standardize_on(image: np.ndarray, device):
 class Context:
     settings: Settings
     device: Any
-    fast_dtype: str
+    fast_dtype: str  # breast models (predict, pipeline models, train)
     t_start: float
+    heatmap_dtype: str = "fp32"  # patch classifier (heatmaps, pipeline heatmaps)
 
     def over_budget(self) -> bool:
         b = self.settings.time_budget
@@ -592,7 +633,7 @@ class Context:
     def fast_levers(self, preset: Preset) -> Levers:
         s = self.settings
         compile_mode = "default" if (s.compile and "patch" in s.compile_targets) else "none"
-        return Levers(dtype=self.fast_dtype, channels_last=s.channels_last, fold=True, cut="device",
+        return Levers(dtype=self.heatmap_dtype, channels_last=s.channels_last, fold=True, cut="device",
                       batch=self.batch_for(preset), compile=compile_mode)
 
     def batch_for(self, preset: Preset) -> int:
@@ -600,7 +641,7 @@ class Context:
             return int(self.settings.batch_size)
         cuda = self.device.type == "cuda"
         if patch_arch(preset) == "densenet121_patch":
-            return 512 if cuda else 16
+            return 512 if cuda else 4
         return 1024 if cuda else 256
 
     def reference_batch(self, preset: Preset) -> int:
@@ -611,7 +652,7 @@ class Context:
         if s.max_patches:
             return min(total, s.max_patches)
         if self.device.type == "cpu" and patch_arch(preset) == "densenet121_patch":
-            return min(total, 2 * self.batch_for(preset))  # a few batches: minutes per exam otherwise
+            return min(total, 32)  # a few batches: minutes per exam otherwise
         return None
 
 
@@ -630,7 +671,63 @@ def _maxdiff(a, b) -> float:
     return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
 
 
+@contextlib.contextmanager
+def _true_fp32(dev):
+    """cuDNN and matmul TF32 off inside (PyTorch lets cuDNN use TF32 for fp32 by default)."""
+    torch = _torch()
+    if dev.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+_LIBRARY_MODELS: dict = {}
+
+
+def _library_patch_model(ctx: Context, models, lv: Levers):
+    """The folded patch model as the library runs it: on the device, channels_last as the
+    levers say, compiled with :func:`mammokit.heatmaps.sliding.compile_patch_model` under
+    ``--compile`` (compiled once per model and reused by the heatmaps and pipeline stages)."""
+    torch = _torch()
+    from mammokit.heatmaps.sliding import compile_patch_model
+
+    key = (id(models[1]), lv.channels_last, lv.compile, str(ctx.device))
+    if key in _LIBRARY_MODELS and _LIBRARY_MODELS[key][0] is models[1]:
+        return _LIBRARY_MODELS[key][1]
+    import copy
+
+    model = copy.deepcopy(models[1]).to(ctx.device).eval()
+    if lv.compile != "none":
+        model = compile_patch_model(model, ctx.device)
+    elif lv.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    _LIBRARY_MODELS[key] = (models[1], model)
+    return model
+
+
+def _first_patches(grids: list, n: int) -> list:
+    """The grids cut to their first ``n`` patches in stream order (whole rows; at least one)."""
+    out, left = [], n
+    for ys, xs in grids:
+        if left <= 0:
+            break
+        rows = max(1, min(len(ys), -(-left // len(xs))))
+        out.append((ys[:rows], xs))
+        left -= rows * len(xs)
+    return out
+
+
+def models_source(models) -> str:
+    return getattr(models[1], "_bench_source", "random, calibrated")
+
+
 def bench_heatmaps(ctx: Context, preset: Preset, exam: BenchExam, models) -> dict:
+    torch = _torch()
     s, dev = ctx.settings, ctx.device
     P, stride = preset.patch_size, preset.heatmap_stride
     shapes, std = _exam_images_std(exam, dev)
@@ -644,55 +741,61 @@ def bench_heatmaps(ctx: Context, preset: Preset, exam: BenchExam, models) -> dic
                               "patch_size": P, "stride": stride, "arch": patch_arch(preset), "rows": []}
 
     ref_lv = Levers(dtype="fp32", channels_last=False, fold=False, cut="host", batch=ctx.reference_batch(preset))
-    fast_lv = ctx.fast_levers(preset)
-    runs = {}
-    for name, lv in (("reference", ref_lv), ("fast", fast_lv)):
-        eng = PatchEngine(models, lv, dev)
-        imgs = std_host if lv.cut == "host" else std
-        t_compile = time.perf_counter()
+    eng = PatchEngine(models, ref_lv, dev)
 
-        def run(eng=eng, imgs=imgs):
-            probs = eng.probabilities(imgs, grids, P, limit=None if full else n)
+    def run_ref():
+        probs = eng.probabilities(std_host, grids, P, limit=None if full else n)
+        maps = [assemble_heatmaps(p, ys, xs, sh, P) for p, (ys, xs), sh in zip(probs, grids, shapes)] if full else None
+        return probs, maps
+
+    with _true_fp32(dev):  # the accuracy reference is plain fp32 (cuDNN's TF32 off)
+        timing = time_calls(run_ref, dev, s.warmup, s.repeats)
+    ref_probs, ref_maps = timing["last"]
+    pps = n / timing["median"]
+    result["rows"].append({"path": "reference", "levers": ref_lv.as_dict(), "label": ref_lv.label() + " (no TF32)",
+                           "patches_per_s": pps, "s_per_exam": total / pps, "median_s": timing["median"],
+                           "times_s": timing["times"]})
+    # The library path (what `mammokit heatmaps` runs): one patch stream over the exam's views,
+    # background deduplicated, optionally compiled; one row per dtype.
+    from mammokit.heatmaps.sliding import patch_probabilities_many
+
+    lv = ctx.fast_levers(preset)
+    model = _library_patch_model(ctx, models, lv)
+    dev_grids = [(torch.as_tensor(ys), torch.as_tensor(xs)) for ys, xs in grids]
+    for dtype_name in [ctx.heatmap_dtype] + [d for d in s.compare_dtypes if d != ctx.heatmap_dtype]:
+        if ctx.over_budget():
+            break
+        stream_grids = dev_grids if full else _first_patches(dev_grids, n)
+
+        n_lib = sum(len(ys) * len(xs) for ys, xs in stream_grids)
+
+        def run_lib(dtype_name=dtype_name, stream_grids=stream_grids):
+            probs = patch_probabilities_many(
+                std[: len(stream_grids)], model, stream_grids, P, lv.batch, _torch_dtype(dtype_name),
+                channels_last=lv.channels_last, static_batch=lv.compile != "none",
+            )
+            probs = [p.reshape(-1, p.shape[-1]) for p in probs]
             maps = [assemble_heatmaps(p, ys, xs, sh, P) for p, (ys, xs), sh in zip(probs, grids, shapes)] if full else None
             return probs, maps
 
-        warm = s.warmup if lv.compile == "none" else max(1, s.warmup)
-        timing = time_calls(run, dev, warm, s.repeats)
-        first_call = time.perf_counter() - t_compile - sum(timing["times"])
-        runs[name] = timing["last"]
-        pps = n / timing["median"]
-        row = {"path": name, "levers": lv.as_dict(), "label": lv.label(), "patches_per_s": pps,
-               "s_per_exam": total / pps, "median_s": timing["median"], "times_s": timing["times"],
-               "warmup_s": first_call}
+        t0 = time.perf_counter()
+        timing = time_calls(run_lib, dev, max(1, s.warmup), s.repeats)
+        first_call = time.perf_counter() - t0 - sum(timing["times"])
+        probs, maps = timing["last"]
+        pps = n_lib / timing["median"]
+        label = f"library {dtype_name} {'cl' if lv.channels_last else 'contig'} fold exam-stream dedupe b{lv.batch}"
+        if lv.compile != "none":
+            label += " compiled(freezing)"
+        row = {"path": "fast" if dtype_name == ctx.heatmap_dtype else f"fast-{dtype_name}", "levers": {**lv.as_dict(), "dtype": dtype_name},
+               "label": label, "patches_per_s": pps, "s_per_exam": total / pps, "median_s": timing["median"],
+               "times_s": timing["times"], "warmup_s": first_call,
+               "max_abs_diff_probs": max(
+                   _maxdiff(p[: min(len(p), len(r)), :2], r[: min(len(p), len(r)), :2]) for p, r in zip(probs, ref_probs))}
+        if full:
+            row["max_abs_diff_heatmaps"] = _maxdiff(maps, ref_maps)
         result["rows"].append(row)
-    ref_probs, ref_maps = runs["reference"]
-    fast_probs, fast_maps = runs["fast"]
     fast_row = result["rows"][1]
-    fast_row["max_abs_diff_probs"] = _maxdiff([p[:, :2] for p in fast_probs], [p[:, :2] for p in ref_probs])
-    if full:
-        fast_row["max_abs_diff_heatmaps"] = _maxdiff(fast_maps, ref_maps)
-        # The library path (what `mammokit heatmaps` runs), default dtype / batch for this device.
-        if not ctx.over_budget():
-            from mammokit.heatmaps.sliding import compute_heatmaps
-
-            lib_model = models[1]
-            lib_batch = 256
-
-            def run_lib():
-                return [
-                    compute_heatmaps(img, lib_model, P, stride, batch_size=lib_batch, device=dev, dtype="auto",
-                                     rng=random.Random(derive_seed(s.seed, "grid", i)))
-                    for i, img in enumerate(std_host)
-                ]
-
-            timing = time_calls(run_lib, dev, s.warmup, s.repeats)
-            pps = total / timing["median"]
-            lib_dtype = "bf16" if dev.type == "cuda" else "fp32"
-            result["rows"].append({
-                "path": "library", "label": f"compute_heatmaps {lib_dtype} fold b{lib_batch}", "patches_per_s": pps,
-                "s_per_exam": total / pps, "median_s": timing["median"], "times_s": timing["times"],
-                "max_abs_diff_heatmaps": _maxdiff([m.to(dev) for m in timing["last"]], ref_maps),
-            })
+    result["weights"] = models_source(models)
     result["max_abs_diff"] = fast_row.get("max_abs_diff_heatmaps", fast_row["max_abs_diff_probs"])
     result["accuracy_ok"] = result["max_abs_diff"] <= HEATMAP_DIFF_TARGET
     return result
@@ -772,7 +875,7 @@ def bench_predict(ctx: Context, preset: Preset, exams: list[BenchExam]) -> dict:
     rng0 = np.random.default_rng(derive_seed(s.seed, "calib"))
     calib = make_model_inputs(views[0], exams[0].record, preset, rng0, 2, dev)
     base = _breast_models(preset, s.seed, dev, calib)
-    fast_dtype = torch.bfloat16 if ctx.fast_dtype == "bf16" else torch.float32
+    fast_dtype = _torch_dtype(ctx.fast_dtype)
     variants = {
         "reference": (base, torch.float32, False),
         "fast": (_prepare_breast(base, s.channels_last, s.compile and "breast" in s.compile_targets),
@@ -805,7 +908,7 @@ def bench_predict(ctx: Context, preset: Preset, exams: list[BenchExam]) -> dict:
         timing = time_calls(run, dev, s.warmup, reps)
         parts = {k: v[-reps:] for k, v in parts.items()}
         result["rows"].append({
-            "path": name, "dtype": "bf16" if dtype == torch.bfloat16 else "fp32", "channels_last": cl,
+            "path": name, "dtype": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32"), "channels_last": cl,
             "compile": bool(name == "fast" and s.compile and "breast" in s.compile_targets),
             "s_per_exam": timing["median"], "times_s": timing["times"],
             "windows_s_per_exam": statistics.median(parts["windows"]),
@@ -836,9 +939,11 @@ def bench_pipeline(ctx: Context, preset: Preset, exams: list[BenchExam], patch_m
 
     s, dev = ctx.settings, ctx.device
     P, stride = preset.patch_size, preset.heatmap_stride
+    from mammokit.heatmaps.sliding import patch_probabilities_many
+
     lv = ctx.fast_levers(preset)
-    engine = PatchEngine(patch_models, lv, dev)
-    fast_dtype = torch.bfloat16 if ctx.fast_dtype == "bf16" else torch.float32
+    patch_model = _library_patch_model(ctx, patch_models, lv)
+    fast_dtype = _torch_dtype(ctx.fast_dtype)
     with tempfile.TemporaryDirectory(prefix="mammokit-bench-") as tmp:
         root = Path(tmp)
         _write_workdir(root, exams)
@@ -866,10 +971,12 @@ def bench_pipeline(ctx: Context, preset: Preset, exams: list[BenchExam], patch_m
             stds = [standardize_on(imgs[v], dev) for v in VIEWS]
             shapes = [tuple(imgs[v].shape) for v in VIEWS]
             grids = patch_grids(shapes, P, stride, derive_seed(s.seed, k))
-            probs = engine.probabilities(stds, grids, P)
+            dev_grids = [(torch.as_tensor(ys), torch.as_tensor(xs)) for ys, xs in grids]
+            probs = patch_probabilities_many(stds, patch_model, dev_grids, P, lv.batch, _torch_dtype(ctx.heatmap_dtype),
+                                             channels_last=lv.channels_last, static_batch=lv.compile != "none")
             views = {}
             for v, p, (ys, xs), sh in zip(VIEWS, probs, grids, shapes):
-                maps = assemble_heatmaps(p, ys, xs, sh, P)  # [2, H, W]: malignant, benign
+                maps = assemble_heatmaps(p.reshape(-1, p.shape[-1]), ys, xs, sh, P)  # [2, H, W]: malignant, benign
                 views[v] = [torch.stack([imgs[v], maps[1], maps[0]])]  # image, benign, malignant
             rng = np.random.default_rng(derive_seed(s.seed, "tta", k))
             inputs = make_model_inputs(views, exam.record, preset, rng, s.tta, dev)
@@ -904,8 +1011,9 @@ def bench_pipeline(ctx: Context, preset: Preset, exams: list[BenchExam], patch_m
         "s_per_exam": elapsed / timed if timed > 0 else None,
         "compute_s_per_exam_median": statistics.median(per_exam[1:]) if timed > 0 else None,
         "decode_s_per_exam_median": statistics.median(decode_times) if decode_times else None,
-        "loader_threads": workers, "pinned_memory": dev.type == "cuda", "levers": lv.as_dict(),
-        "dtype": ctx.fast_dtype, "tta": s.tta,
+        "loader_threads": workers, "pinned_memory": dev.type == "cuda",
+        "levers": {**lv.as_dict(), "path": "library exam-stream dedupe"},
+        "dtype": ctx.fast_dtype, "heatmap_dtype": ctx.heatmap_dtype, "tta": s.tta,
     }
 
 
@@ -1061,8 +1169,10 @@ def run_preset(ctx: Context, name: str, do_ablation: bool) -> dict:
                         "predict_draws": s.tta, "train_exams": s.train_batch or (4 if dev.type == "cuda" else 2)},
         "stages": {},
     }
-    calib = _calibration_patches(exams[0], preset, s.seed)
-    patch_models = build_patch_models(preset, s.seed, calib)
+    if s.patch_checkpoint:
+        patch_models = load_patch_models(s.patch_checkpoint)
+    else:
+        patch_models = build_patch_models(preset, s.seed, _calibration_patches(exams[0], preset, s.seed))
     runners = {
         "heatmaps": lambda: bench_heatmaps(ctx, preset, exams[0], patch_models),
         "predict": lambda: bench_predict(ctx, preset, exams),
@@ -1128,7 +1238,8 @@ def table(doc: dict) -> str:
     """The human-readable table of a bench document."""
     dev = doc["environment"]["device"]
     lines = [f"mammokit bench: {dev.get('gpu') or dev.get('cpu_model')} ({dev['device_name']}), "
-             f"torch {doc['environment']['software']['torch']}, fast dtype {doc['settings']['fast_dtype']}, "
+             f"torch {doc['environment']['software']['torch']}, fast dtype {doc['settings']['fast_dtype']} "
+             f"(heatmaps {doc['settings'].get('heatmap_dtype', doc['settings']['fast_dtype'])}), "
              f"channels_last {doc['settings']['channels_last']}, compile {doc['settings']['compile']}"]
     header = f"{'preset':<6} {'stage':<9} {'path':<10} {'measured':>22} {'target':>16} {'max|diff|':>10}  details"
     lines += [header, "-" * len(header)]
@@ -1189,8 +1300,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", action="append", choices=["paper", "half", "small", "tiny"],
                    help="repeatable; default small on CPU, paper + small on CUDA (--quick: small)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--dtype", default="auto", choices=["auto", *_DTYPE_NAMES],
                    help="dtype of the fast paths (auto: bf16 on CUDA, fp32 on CPU); references are fp32")
+    p.add_argument("--compare-dtypes", default="",
+                   help="comma-separated extra dtypes for which the library heatmap path is also timed, e.g. fp16")
+    p.add_argument("--patch-checkpoint", default=None,
+                   help="trained patch classifier (mammokit checkpoint or the authors' file) for the heatmap "
+                        "stages; default: random calibrated weights (fine for speed, not for accuracy)")
     p.add_argument("--batch-size", type=int, default=None, help="patches per forward of the fast heatmap path")
     p.add_argument("--train-batch", type=int, default=None, help="exams per training step (default 4 CUDA, 2 CPU)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3; --quick 1)")
@@ -1221,6 +1337,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def settings_from_args(a: argparse.Namespace, cuda: bool) -> Settings:
     stages = [x.strip() for x in a.stages.split(",") if x.strip()]
+    bad_dtypes = [x for x in a.compare_dtypes.split(",") if x.strip() and x.strip() not in _DTYPE_NAMES]
+    if bad_dtypes:
+        raise SystemExit(f"unknown dtype(s) {bad_dtypes}; choose from {', '.join(_DTYPE_NAMES)}")
     bad = [x for x in stages if x not in STAGES]
     if bad:
         raise SystemExit(f"unknown stage(s) {bad}; choose from {', '.join(STAGES)}")
@@ -1238,7 +1357,8 @@ def settings_from_args(a: argparse.Namespace, cuda: bool) -> Settings:
         unique_exams=max(1, min(a.unique_exams, 1 if a.quick else a.unique_exams)),
         ablation_patches=a.ablation_patches,
         tta=a.tta if a.tta is not None else (2 if a.quick else TTA),
-        stride=a.stride,
+        stride=a.stride, patch_checkpoint=a.patch_checkpoint,
+        compare_dtypes=[x.strip() for x in a.compare_dtypes.split(",") if x.strip()],
     )
 
 
@@ -1253,16 +1373,19 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     s = settings_from_args(args, device.type == "cuda")
+    # auto = the library's defaults: heatmaps fp16 on CUDA (mammokit.heatmaps.sliding), breast
+    # models bf16 on CUDA (mammokit.inference.predict); fp32 on the CPU.
     fast_dtype = s.dtype if s.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    heatmap_dtype = s.dtype if s.dtype != "auto" else ("fp16" if device.type == "cuda" else "fp32")
     random.seed(s.seed)
     np.random.seed(s.seed % 2**32)
     torch.manual_seed(s.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    ctx = Context(s, device, fast_dtype, time.perf_counter())
+    ctx = Context(s, device, fast_dtype, time.perf_counter(), heatmap_dtype)
     env = environment(device)
     settings_doc = {k: v for k, v in s.__dict__.items() if k != "extra"}
-    settings_doc.update(fast_dtype=fast_dtype, reference_dtype="fp32",
+    settings_doc.update(fast_dtype=fast_dtype, heatmap_dtype=heatmap_dtype, reference_dtype="fp32",
                         cudnn_benchmark=device.type == "cuda")
     doc: dict[str, Any] = {"schema": SCHEMA, "created_unix": time.time(), "environment": env,
                            "settings": settings_doc, "targets": targets_for(device.type), "presets": {}}

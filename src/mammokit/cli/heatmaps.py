@@ -13,7 +13,7 @@ def _heatmaps(args: argparse.Namespace) -> int:
     summary = make_heatmaps(
         args.workdir, args.patch_model, stride=args.stride, batch_size=args.batch_size, device=args.device,
         dtype=args.dtype, reference_layout=args.reference_layout, seed=args.seed, strict=args.strict,
-        compile=args.compile,
+        compile={"auto": "auto", "on": True, "off": False}[args.compile],
     )
     rate = summary["patches"] / summary["seconds"] if summary["seconds"] > 0 else 0.0
     print(
@@ -34,14 +34,18 @@ def register(subparsers) -> None:
     p.add_argument("--patch-model", required=True,
                    help="patch classifier: mammokit checkpoint, or the authors' sample_patch_model.p")
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: the preset's; paper 70)")
-    p.add_argument("--batch-size", type=int, default=256, help="patches per forward pass (bounds memory)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="patches per forward pass (bounds memory; default 512 on CUDA, 4 for DenseNet-121 on the CPU)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: fp16 autocast on CUDA (overflowing patches redone in fp32), fp32 on CPU")
     p.add_argument("--reference-layout", action="store_true",
                    help="also write heatmap_{malignant,benign}/<name>.hdf5 (the authors' layout)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shortened-stride placement")
     p.add_argument("--strict", action="store_true", help="stop at the first failing image")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the patch classifier (faster on large jobs; ~1 min to compile)")
+    p.add_argument("--compile", nargs="?", const="on", default="auto", choices=["auto", "on", "off"],
+                   help="torch.compile the patch classifier: 1.3x (CPU) to 2x (GPU) more patches/s after "
+                        "1-2 minutes of compiling. auto (default): when the job is big enough to pay "
+                        "(DenseNet-121; >= 8,000 patches on the CPU, 1,000,000 on CUDA), falling back to "
+                        "eager if compiling fails; --compile alone = on")
     p.set_defaults(func=_heatmaps)
