@@ -54,6 +54,63 @@ def test_sampling_is_balanced_labelled_and_seeded():
     assert items == sample_patches([im], 30, 16, np.random.default_rng(0))
 
 
+def test_mask_index_is_nonzero_order():
+    """The k-th True pixel (row-major, as np.nonzero lists them), found without listing them."""
+    from mammokit.training.patches import _MaskIndex
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((37, 23)) < 0.2
+    mask[5:9] = False  # empty rows
+    mask[-1] = False
+    ys, xs = np.nonzero(mask)
+    where = _MaskIndex(mask)
+    assert where.count == len(ys)
+    assert [where.pixel(k) for k in range(len(ys))] == list(zip(ys.tolist(), xs.tolist()))
+
+
+def test_sampling_draws_match_listing_every_mask_pixel():
+    """The sampler's draws are those of the plain algorithm (np.nonzero of the mask per draw),
+    so results of earlier versions are reproduced exactly."""
+    from mammokit.training.patches import MAX_TRIES
+
+    rng = np.random.default_rng(5)
+    images = []
+    for _ in range(3):
+        im = _image(70, 64)
+        im.tissue[:, 50:] = False
+        y, x = rng.integers(10, 40, 2)
+        im.malignant[y:y + 12, x:x + 9] = True
+        im.benign[y + 20:y + 24, 5:14] = rng.random((4, 9)) < 0.7
+        images.append(im)
+
+    def plain(per_class, size, rng, lesion_fraction=0.1, min_tissue_fraction=0.5):
+        pools = {MALIGNANT: [i for i, im in enumerate(images) if im.malignant.any()],
+                 BENIGN: [i for i, im in enumerate(images) if im.benign.any()],
+                 NORMAL: [i for i, im in enumerate(images) if im.tissue.any()]}
+        out, jitter = [], size // 8
+        for cls, pool in pools.items():
+            got = 0
+            for _ in range(per_class * MAX_TRIES):
+                if got == per_class:
+                    break
+                i = int(pool[rng.integers(len(pool))])
+                im = images[i]
+                mask = im.malignant if cls == MALIGNANT else im.benign if cls == BENIGN else im.tissue
+                ys, xs = np.nonzero(mask)
+                k = int(rng.integers(len(ys)))
+                dy, dx = rng.integers(-jitter, jitter + 1, size=2)
+                y0, x0 = int(ys[k] + dy - size // 2), int(xs[k] + dx - size // 2)
+                if patch_label(im, y0, x0, size, lesion_fraction, min_tissue_fraction) == cls:
+                    out.append((i, y0, x0, cls))
+                    got += 1
+        order = rng.permutation(len(out))
+        return [out[j] for j in order]
+
+    got = sample_patches(images, 25, 16, np.random.default_rng(11))
+    assert len(got) > 40
+    assert got == plain(25, 16, np.random.default_rng(11))
+
+
 def test_masks_are_cropped_and_flipped_like_the_image(toy):
     from mammokit.data.examlist import load_exams
     from mammokit.training.patches import load_patch_image

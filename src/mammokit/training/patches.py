@@ -147,6 +147,23 @@ def extract_patch(img: PatchImage, y0: int, x0: int, size: int) -> np.ndarray:
     return _window(img.image, y0, x0, size)
 
 
+class _MaskIndex:
+    """The k-th True pixel of a 2-D mask in row-major order (``np.nonzero(mask)`` order) without
+    listing them all: per-row cumulative counts, then one row's nonzero columns. A full-size
+    tissue mask has ~6 million True pixels; listing them for every draw made patch sampling the
+    bottleneck of patch training at the paper's resolution."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask = mask
+        self.cum = np.cumsum(np.count_nonzero(mask, axis=1))  # [H] pixels up to and including each row
+        self.count = int(self.cum[-1]) if len(self.cum) else 0
+
+    def pixel(self, k: int) -> tuple[int, int]:
+        row = int(np.searchsorted(self.cum, k, side="right"))
+        before = int(self.cum[row - 1]) if row else 0
+        return row, int(np.flatnonzero(self.mask[row])[k - before])
+
+
 def sample_patches(
     images: list[PatchImage],
     per_class: int,
@@ -166,6 +183,7 @@ def sample_patches(
     }
     out: list[tuple[int, int, int, int]] = []
     jitter = max(size // 8, 0)
+    index: dict[tuple[int, int], _MaskIndex] = {}
     for cls, pool in pools.items():
         if not pool:
             log.warning("no %s pixels in any image: no %s patches", CLASS_NAMES[cls], CLASS_NAMES[cls])
@@ -176,12 +194,15 @@ def sample_patches(
                 break
             i = int(pool[rng.integers(len(pool))])
             im = images[i]
-            mask = im.malignant if cls == MALIGNANT else im.benign if cls == BENIGN else im.tissue
-            ys, xs = np.nonzero(mask)  # cheap at patch-training image sizes; see module doc
-            k = int(rng.integers(len(ys)))
+            if (i, cls) not in index:
+                mask = im.malignant if cls == MALIGNANT else im.benign if cls == BENIGN else im.tissue
+                index[i, cls] = _MaskIndex(mask)
+            where = index[i, cls]
+            k = int(rng.integers(where.count))
             dy, dx = (rng.integers(-jitter, jitter + 1, size=2) if jitter else (0, 0))
-            y0 = int(ys[k] + dy - size // 2)
-            x0 = int(xs[k] + dx - size // 2)
+            yk, xk = where.pixel(k)
+            y0 = int(yk + dy - size // 2)
+            x0 = int(xk + dx - size // 2)
             if patch_label(im, y0, x0, size, lesion_fraction, min_tissue_fraction) == cls:
                 out.append((i, y0, x0, cls))
                 got += 1
