@@ -259,3 +259,22 @@ def test_cuda_exam_stream_matches_cpu(dtype, atol):
     for a, b in zip(cpu, gpu):
         assert b.device.type == "cpu" and b.shape == a.shape
         torch.testing.assert_close(b, a, rtol=0, atol=atol)
+
+
+@pytest.mark.slow  # one Inductor compile: ~15-60 s on 2 cores
+@pytest.mark.skipif(not (__import__("shutil").which("c++") or __import__("shutil").which("g++")),
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_patch_model_gives_the_eager_heatmaps():
+    """compile_patch_model (Inductor, freezing, static shapes) through the exam stream with
+    static batches: the eager heatmaps."""
+    from mammokit.heatmaps.sliding import compile_patch_model, compute_heatmaps_many
+
+    torch.manual_seed(0)
+    model = patchnet_small(3, 1, 4).eval()
+    imgs = [_image_with_background(0)[:150, :140].contiguous(), _image_with_background(1)[:130, :160].contiguous()]
+    eager = compute_heatmaps_many(imgs, model, 32, 10, batch_size=64, device="cpu", dtype="fp32", rngs=[1, 2])
+    compiled = compile_patch_model(model, "cpu")
+    fast = compute_heatmaps_many(imgs, compiled, 32, 10, batch_size=64, device="cpu", dtype="fp32", rngs=[1, 2],
+                                 channels_last=True, static_batch=True)
+    for a, b in zip(eager, fast):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
