@@ -589,22 +589,13 @@ def patch_grids(shapes: list[tuple[int, int]], patch: int, stride: int, seed: in
 
 
 def assemble_heatmaps(probs, ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int], patch: int):
-    """Per-pixel mean of the patch probabilities (classes 0 malignant, 1 benign): ``[2, H, W]``
-    float32 on the probabilities' device (closed form of :mod:`mammokit.heatmaps.sliding`)."""
+    """Per-pixel heatmaps ``[2, H, W]`` (malignant, benign) of flat patch probabilities ``[ny * nx,
+    K]``, on their device (:func:`mammokit.heatmaps.sliding.heatmaps_from_probabilities`)."""
     torch = _torch()
-    dev = probs.device
-    grid = probs.view(len(ys), len(xs), -1)[..., :2].permute(2, 0, 1).double()
-    h, w = shape
+    from mammokit.heatmaps.sliding import heatmaps_from_probabilities
 
-    def cover(starts, length):
-        s = torch.as_tensor(starts, device=dev)
-        pix = torch.arange(length, device=dev)[:, None]
-        return ((pix >= s[None]) & (pix < s[None] + patch)).double()
-
-    a_y, a_x = cover(ys, h), cover(xs, w)
-    total = a_y @ grid @ a_x.T
-    count = a_y.sum(1)[:, None] * a_x.sum(1)[None, :]
-    return (total / count).float()
+    return heatmaps_from_probabilities(probs.view(len(ys), len(xs), -1), torch.as_tensor(ys), torch.as_tensor(xs),
+                                       shape[0], shape[1], patch, to_cpu=False)
 
 
 def standardize_on(image: np.ndarray, device):
@@ -774,8 +765,8 @@ def bench_heatmaps(ctx: Context, preset: Preset, exam: BenchExam, models) -> dic
                 std[: len(stream_grids)], model, stream_grids, P, lv.batch, _torch_dtype(dtype_name),
                 channels_last=lv.channels_last, static_batch=lv.compile != "none",
             )
-            probs = [p.reshape(-1, p.shape[-1]) for p in probs]
             maps = [assemble_heatmaps(p, ys, xs, sh, P) for p, (ys, xs), sh in zip(probs, grids, shapes)] if full else None
+            probs = [p.reshape(-1, p.shape[-1]) for p in probs]
             return probs, maps
 
         t0 = time.perf_counter()
@@ -976,7 +967,7 @@ def bench_pipeline(ctx: Context, preset: Preset, exams: list[BenchExam], patch_m
                                              channels_last=lv.channels_last, static_batch=lv.compile != "none")
             views = {}
             for v, p, (ys, xs), sh in zip(VIEWS, probs, grids, shapes):
-                maps = assemble_heatmaps(p.reshape(-1, p.shape[-1]), ys, xs, sh, P)  # [2, H, W]: malignant, benign
+                maps = assemble_heatmaps(p, ys, xs, sh, P)  # [2, H, W]: malignant, benign
                 views[v] = [torch.stack([imgs[v], maps[1], maps[0]])]  # image, benign, malignant
             rng = np.random.default_rng(derive_seed(s.seed, "tta", k))
             inputs = make_model_inputs(views, exam.record, preset, rng, s.tta, dev)

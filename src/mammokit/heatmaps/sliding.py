@@ -397,10 +397,12 @@ def _as_image(image) -> torch.Tensor:
     return img
 
 
-def _assemble(
+def heatmaps_from_probabilities(
     probs: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, h: int, w: int, patch_size: int, to_cpu: bool = True
 ) -> torch.Tensor:
-    """Per-pixel means of the malignant and benign probabilities ``probs [ny, nx, K]``: ``[2, H, W]``."""
+    """Per-pixel means of the malignant and benign probabilities ``probs [ny, nx, K]`` of the
+    patches starting at ``ys x xs``: ``[2, H, W]`` float32 (closed form, module docstring), on
+    the CPU or, with ``to_cpu=False``, on ``probs``' device."""
     if probs.shape[-1] < 2:
         raise ValueError(f"patch classifier has {probs.shape[-1]} classes; need malignant (0) and benign (1)")
     dev = probs.device
@@ -457,7 +459,7 @@ def compute_heatmaps_many(
         dedupe=dedupe, channels_last=use_cl, static_batch=static_batch,
     )
     return [
-        _assemble(p, ys, xs, im.shape[0], im.shape[1], patch_size, to_cpu) for p, (ys, xs), im in zip(probs, grids, imgs)
+        heatmaps_from_probabilities(p, ys, xs, im.shape[0], im.shape[1], patch_size, to_cpu) for p, (ys, xs), im in zip(probs, grids, imgs)
     ]
 
 
@@ -526,4 +528,4 @@ def compute_heatmaps(
         img, model, ys.to(device), xs.to(device), patch_size, batch_size, dtype, show_progress,
         dedupe=dedupe, channels_last=use_cl, approx_shared_layers=approx_shared_layers, static_batch=static_batch,
     )  # [ny, nx, K]
-    return _assemble(probs, ys, xs, h, w, patch_size)
+    return heatmaps_from_probabilities(probs, ys, xs, h, w, patch_size)
