@@ -122,8 +122,9 @@ _DTYPE_NAMES = ("fp32", "bf16", "fp16")
 
 
 def _torch_dtype(name: str):
-    torch = _torch()
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+    from mammokit.heatmaps.sliding import DTYPES
+
+    return DTYPES[name]
 
 
 def _torch():

@@ -140,6 +140,7 @@ def make_heatmaps(
 
     failures: list[dict] = []
     done = skipped = patches = 0
+    first_call_done = False
     t0 = time.perf_counter()
     # PNG decoding of the next images overlaps the model's work on this exam (OpenCV releases the GIL).
     reader = ThreadPoolExecutor(max_workers=2)
@@ -174,8 +175,12 @@ def make_heatmaps(
                     rest = (patch_size, stride, batch_size, dev, dtype, reference_layout, seed)
                     try:
                         patches += _exam_heatmaps(*args, model, *rest, static_batch=compile)
+                        first_call_done = True
+                    except (ValueError, OSError):
+                        raise  # the image's problem, not the compiler's
                     except Exception as exc:  # noqa: BLE001 - only a failed automatic compile is caught here
-                        if not (auto and compile and model is not eager_model):
+                        # Compilation happens at the first call; later errors are the job's own.
+                        if not (auto and compile and not first_call_done):
                             raise
                         log.warning("torch.compile of the patch classifier failed (%s: %s); continuing eager",
                                     type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
