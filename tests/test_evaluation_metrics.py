@@ -84,3 +84,31 @@ def test_bootstrap_resamples_exams():
     expected = roc_auc(y[rows], s[rows])
     ci = bootstrap_ci(y, s, g, roc_auc, resamples=draw)
     assert ci.low == pytest.approx(expected) and ci.high == pytest.approx(expected)
+
+
+def test_vectorised_roc_replicates_equal_scikit_learn_per_replicate():
+    """replicate_roc_aucs (all replicates at once, weighted Mann-Whitney) gives, in order, the
+    roc_auc_score of every replicate with both classes: ties, groups of 1-3 rows, replicates
+    with one class dropped; bootstrap_ci's fast path equals the generic loop."""
+    from sklearn.metrics import roc_auc_score
+
+    from mammokit.evaluation.bootstrap import replicate_roc_aucs, rows_for_groups
+
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(15), rng.integers(1, 4, 15))
+    rng.shuffle(groups)
+    y = (rng.random(len(groups)) < 0.15).astype(int)
+    s = np.round(rng.random(len(groups)), 1)  # many ties
+    draws = draw_group_resamples(15, 300, seed=2)
+    expected = []
+    for chosen in draws:
+        rows = rows_for_groups(groups, chosen)
+        if 0 < y[rows].sum() < len(rows):
+            expected.append(roc_auc_score(y[rows], s[rows]))
+    got = replicate_roc_aucs(y, s, groups, draws)
+    assert 0 < len(expected) < 300  # some replicates had a single class
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    fast = bootstrap_ci(y, s, groups, roc_auc, resamples=draws)
+    loop = bootstrap_ci(y, s, groups, lambda a, b: roc_auc(a, b), resamples=draws)
+    assert fast.n_valid == loop.n_valid == len(expected)
+    assert fast.low == pytest.approx(loop.low, abs=1e-12) and fast.high == pytest.approx(loop.high, abs=1e-12)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mammokit.evaluation.metrics import UndefinedMetricError
+from mammokit.evaluation.metrics import UndefinedMetricError, roc_auc
 
 
 @dataclass
@@ -81,6 +81,8 @@ def bootstrap_ci(
         return ConfidenceInterval(None, None, 0, max(n_boot, 0), level)
     if resamples is None:
         resamples = draw_group_resamples(n_groups, n_boot, seed)
+    if metric is roc_auc:  # every replicate at once (the per-replicate loop costs ~4 ms each)
+        return _interval(replicate_roc_aucs(y_true, y_score, groups, resamples), len(resamples), level)
     values = []
     for chosen in resamples:
         rows = rows_for_groups(groups, chosen)
@@ -91,8 +93,47 @@ def bootstrap_ci(
             values.append(metric(yt, y_score[rows]))
         except UndefinedMetricError:
             continue
-    if not values:
-        return ConfidenceInterval(None, None, 0, len(resamples), level)
+    return _interval(np.asarray(values), len(resamples), level)
+
+
+def _interval(values: np.ndarray, n_boot: int, level: float) -> ConfidenceInterval:
+    if not len(values):
+        return ConfidenceInterval(None, None, 0, n_boot, level)
     alpha = (1 - level) / 2
-    low, high = np.quantile(np.asarray(values), [alpha, 1 - alpha])
-    return ConfidenceInterval(float(low), float(high), len(values), len(resamples), level)
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return ConfidenceInterval(float(low), float(high), len(values), n_boot, level)
+
+
+def replicate_roc_aucs(y_true: np.ndarray, y_score: np.ndarray, groups: np.ndarray, resamples: np.ndarray) -> np.ndarray:
+    """ROC AUC of every bootstrap replicate with both classes (the others are dropped), in one
+    pass: ``[n_valid]``, the values the per-replicate loop would give, in replicate order.
+
+    A replicate is the original rows with multiplicities ``w[b, i]`` (how often row i's group
+    was drawn), so its AUC is the weighted Mann-Whitney statistic: with ``P[b, k]`` / ``N[b, k]``
+    the weight of positives / negatives at the k-th distinct score, AUC = sum_k P[b, k] *
+    (negatives below k + N[b, k] / 2) / (P_tot N_tot), ties counting half as in
+    ``roc_auc_score``.
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=float)
+    groups = np.asarray(groups)
+    n_boot, n_groups = resamples.shape
+    order = np.argsort(y_score, kind="stable")
+    sorted_scores = y_score[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # first row of each score
+    pos = (y_true[order] == 1).astype(float)
+    group_of = groups[order]
+    out = []
+    chunk = max(1, 10_000_000 // max(len(y_score), 1))  # bounds the [replicates, rows] weights
+    for b0 in range(0, n_boot, chunk):
+        res = resamples[b0 : b0 + chunk]
+        drawn = np.zeros((len(res), n_groups))
+        np.add.at(drawn, (np.arange(len(res))[:, None], res), 1.0)
+        w = drawn[:, group_of]  # [B, rows] multiplicities, rows sorted by score
+        P = np.add.reduceat(w * pos, starts, axis=1)  # [B, levels]
+        N = np.add.reduceat(w * (1.0 - pos), starts, axis=1)
+        below = np.cumsum(N, axis=1) - N
+        p_tot, n_tot = P.sum(1), N.sum(1)
+        valid = (p_tot > 0) & (n_tot > 0)
+        out.append((P * (below + 0.5 * N)).sum(1)[valid] / (p_tot[valid] * n_tot[valid]))
+    return np.concatenate(out) if out else np.zeros(0)
