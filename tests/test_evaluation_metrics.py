@@ -112,3 +112,27 @@ def test_vectorised_roc_replicates_equal_scikit_learn_per_replicate():
     loop = bootstrap_ci(y, s, groups, lambda a, b: roc_auc(a, b), resamples=draws)
     assert fast.n_valid == loop.n_valid == len(expected)
     assert fast.low == pytest.approx(loop.low, abs=1e-12) and fast.high == pytest.approx(loop.high, abs=1e-12)
+
+
+def test_vectorised_pr_replicates_equal_scikit_learn_per_replicate():
+    from sklearn.metrics import average_precision_score
+
+    from mammokit.evaluation.bootstrap import replicate_pr_aucs, rows_for_groups
+
+    rng = np.random.default_rng(9)
+    groups = np.repeat(np.arange(20), rng.integers(1, 4, 20))
+    y = (rng.random(len(groups)) < 0.25).astype(int)
+    s = np.round(rng.random(len(groups)) + 0.3 * y, 1)  # ties, some signal
+    draws = draw_group_resamples(20, 300, seed=6)
+    expected = []
+    for chosen in draws:
+        rows = rows_for_groups(groups, chosen)
+        if 0 < y[rows].sum() < len(rows):
+            expected.append(average_precision_score(y[rows], s[rows]))
+    got = replicate_pr_aucs(y, s, groups, draws)
+    assert len(expected) > 100
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    fast = bootstrap_ci(y, s, groups, pr_auc, resamples=draws)
+    loop = bootstrap_ci(y, s, groups, lambda a, b: pr_auc(a, b), resamples=draws)
+    assert fast.n_valid == loop.n_valid
+    assert fast.low == pytest.approx(loop.low, abs=1e-12) and fast.high == pytest.approx(loop.high, abs=1e-12)
