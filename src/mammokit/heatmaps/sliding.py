@@ -140,6 +140,17 @@ def _constant_groups(windows: torch.Tensor, flat_y: torch.Tensor, flat_x: torch.
     return lo == hi, lo
 
 
+def _split_constant(const: torch.Tensor, value: torch.Tensor | None):
+    """``(varying, const_pos, values, inverse)``: positions of the varying and the constant
+    patches, the distinct constant values, and each constant patch's index into ``values``."""
+    varying = torch.nonzero(~const).flatten()
+    const_pos = torch.nonzero(const).flatten()
+    if not len(const_pos):
+        return varying, const_pos, const_pos.float(), const_pos
+    values, inverse = torch.unique(value[const_pos], return_inverse=True)
+    return varying, const_pos, values, inverse
+
+
 def _run_batches(model, make_batch, total: int, batch_size: int, autocast, bar, static_batch: bool = False) -> torch.Tensor:
     """Softmax probabilities ``[total, K]`` (float32) of ``model`` over ``make_batch(sel)`` for
     consecutive slices of ``range(total)``.
@@ -228,15 +239,10 @@ def patch_probabilities_many(
         const, value = torch.cat(const), torch.cat(value)
     else:
         const, value = torch.zeros(total, dtype=torch.bool, device=device), None
-    varying = torch.nonzero(~const).flatten()
-    if bool(const.any()):
-        const_pos = torch.nonzero(const).flatten()
-        values, inverse = torch.unique(value[const_pos], return_inverse=True)
-        # One representative patch per distinct constant value (its first occurrence).
-        first = torch.full((len(values),), total, dtype=torch.long, device=device)
-        reps = first.scatter_reduce(0, inverse, const_pos, reduce="amin")
-    else:
-        const_pos = inverse = reps = varying[:0]
+    varying, const_pos, values, inverse = _split_constant(const, value)
+    # One representative patch per distinct constant value (its first occurrence).
+    first = torch.full((len(values),), total, dtype=torch.long, device=device)
+    reps = first.scatter_reduce(0, inverse, const_pos, reduce="amin")
     todo = torch.cat([varying, reps])
     todo_img = image_of[todo].cpu()
 
@@ -317,8 +323,7 @@ def patch_probabilities(
     windows = image.unfold(0, patch_size, 1).unfold(1, patch_size, 1)
     # Constant (background) patches stay exact: one real forward per distinct value.
     const, value = _constant_groups(windows, flat_y, flat_x) if dedupe else (torch.zeros(total, dtype=torch.bool, device=device), None)
-    varying = torch.nonzero(~const).flatten()
-    const_pos = torch.nonzero(const).flatten()
+    varying, const_pos, values, inverse = _split_constant(const, value)
     bar = progress(total=total, desc="patches", disable=None if show_progress else True, leave=False)
     with bar:
         probs = None
@@ -330,7 +335,6 @@ def patch_probabilities(
             probs = var_probs.new_empty(total, var_probs.shape[1])
             probs[varying] = var_probs
         if len(const_pos):
-            values, inverse = torch.unique(value[const_pos], return_inverse=True)
             in_chans = getattr(model, "in_chans", 1)
 
             def make(sel):
