@@ -401,7 +401,7 @@ def load_patch_models(path: str):
     """``(model_3ch, model_1ch)`` from a trained patch classifier (mammokit checkpoint or the
     authors' file): for the accuracy comparison, which random weights make meaningless (their
     outputs are chaotic in the inputs: a 1e-3 change of a logit flips probabilities)."""
-    from mammokit.heatmaps.run import load_patch_model
+    from mammokit.inference.heatmaps import load_patch_model
     from mammokit.models import create_model
     from mammokit.models.patch import fold_input_channels
 

@@ -12,8 +12,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-VIEWS: tuple[str, ...] = ("L-CC", "R-CC", "L-MLO", "R-MLO")
-"""The four standard screening views, in the order used everywhere (tensors, files, tables)."""
+from mammokit.errors import UsageError
+from mammokit.views import VIEWS, view_kind
+
+__all__ = [
+    "VIEWS", "LABEL_COLUMNS", "Preset", "PRESETS", "scaled_preset", "preset_from_dict", "preset_of",
+    "workdir_preset", "get_preset", "preset_for_scale",
+]
 
 LABEL_COLUMNS: tuple[str, ...] = ("left_benign", "right_benign", "left_malignant", "right_malignant")
 """Exam-level labels and prediction columns, in the reference implementation's order."""
@@ -67,12 +72,7 @@ class Preset:
 
     def input_size(self, view: str) -> tuple[int, int]:
         """Model input window (H, W) for a view name such as ``"L-CC"`` or a bare ``"CC"``."""
-        kind = view.split("-")[-1]
-        if kind == "CC":
-            return self.cc_input_size
-        if kind == "MLO":
-            return self.mlo_input_size
-        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+        return self.cc_input_size if view_kind(view) == "CC" else self.mlo_input_size
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -144,7 +144,7 @@ def get_preset(name_or_preset: str | Preset) -> Preset:
     try:
         return PRESETS[name_or_preset]
     except KeyError:
-        raise ValueError(
+        raise UsageError(
             f"unknown preset {name_or_preset!r}; choose one of {', '.join(PRESETS)}"
         ) from None
 

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mammokit.demo import run_demo
+    from mammokit.workflows.demo import run_demo
 
     run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, workers=args.workers, threads=args.threads)
     return 0

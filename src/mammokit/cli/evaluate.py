@@ -124,7 +124,7 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from mammokit.evaluation.report import write_report
+    from mammokit.report.html import write_report
 
     path = write_report(args.workdir, args.out, predictions=args.predictions, labels=args.labels,
                         eval_dir=args.eval_dir, max_exams=args.max_exams)

@@ -8,7 +8,7 @@ ORDER = 30
 
 
 def _heatmaps(args: argparse.Namespace) -> int:
-    from mammokit.heatmaps.run import make_heatmaps
+    from mammokit.inference.heatmaps import make_heatmaps
 
     summary = make_heatmaps(
         args.workdir, args.patch_model, stride=args.stride, batch_size=args.batch_size, device=args.device,

@@ -16,8 +16,8 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
                    "the paper's); 0 = the deterministic window at the optimal centre")
     p.add_argument("--seed", type=int, default=0, help="test-time augmentation seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto = bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="precision of the breast-level models: auto = bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="most TTA draws per forward pass (default: all draws of an exam at once)")
     p.add_argument("--strict", action="store_true", help="an exam that cannot be scored is an error")
@@ -56,6 +56,11 @@ def register(subparsers) -> None:
                    help="patch classifier for the heatmaps (needed by image+heatmaps models)")
     r.add_argument("--preset", default="paper", choices=list(PRESETS), help="resolution preset (default paper)")
     r.add_argument("--workers", "-j", type=int, default=1, help="preprocessing processes (default 1)")
+    r.add_argument("--heatmap-dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="precision of the heatmaps, separate from --dtype: auto = fp16 on CUDA (within 1e-3 "
+                   "of fp32; bf16 is not, 0.0135), fp32 on the CPU")
+    r.add_argument("--heatmap-batch-size", type=int, default=None, metavar="N",
+                   help="patches per forward pass of the heatmaps (default: 512 on CUDA, 4 DenseNet / 256 small on the CPU)")
     _add_inference_args(r)
     r.set_defaults(func=_run)
 
@@ -88,7 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     result = run(
         args.manifest, args.out, models=args.models, patch_model=args.patch_model, preset=args.preset,
         tta=args.tta, seed=args.seed, workers=args.workers, device=args.device, dtype=args.dtype,
-        batch_size=args.batch_size, strict=args.strict,
+        batch_size=args.batch_size, strict=args.strict, heatmap_dtype=args.heatmap_dtype,
+        heatmap_batch_size=args.heatmap_batch_size,
     )
     print(_summary(result.predictions, result.output))
     return 0 if result.predictions.exam_ids or not result.predictions.skipped else 1

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mammokit.data.images import ImageReadError
+from mammokit.errors import ImageReadError
 
 # Packages that decode each compressed transfer syntax (for the "install ..." hint).
 _DECODER_PACKAGES = {

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mammokit.config import VIEWS
+from mammokit.errors import InputFileError
 from mammokit.utils.io import write_bytes_atomic, write_json_atomic
 
 FORMAT = "mammokit.exams"
@@ -48,7 +49,7 @@ PER_IMAGE_FIELDS = GEOMETRY_FIELDS + HEATMAP_FIELDS + ("source_paths",)
 REFERENCE_EXAM_KEYS = ("horizontal_flip",) + VIEWS + GEOMETRY_FIELDS
 
 
-class ExamListError(ValueError):
+class ExamListError(InputFileError):
     """A malformed exam list (names the file and the problem)."""
 
 

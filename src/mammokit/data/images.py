@@ -9,7 +9,7 @@ Every image enters the pipeline through :func:`read_image`, which returns a ``ui
   archives of extension-less files work): decoded by :mod:`mammokit.data.dicom` (Rescale, VOI
   LUT / window, MONOCHROME1 inversion, padding -> 0; see that module for the exact mapping).
 
-Failures raise :class:`ImageReadError` (a ``ValueError``) whose message names the file and the
+Failures raise :class:`~mammokit.errors.ImageReadError` (a ``ValueError``) whose message names the file and the
 reason, so a batch job can report the bad item and go on.
 """
 
@@ -21,14 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mammokit.errors import ImageReadError
 from mammokit.utils.io import write_bytes_atomic
+
+__all__ = ["ImageReadError", "is_dicom_file", "read_image", "write_png16", "write_png8", "read_png8"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-class ImageReadError(ValueError):
-    """An image that cannot be read; the message names the file and the reason."""
 
 
 def is_dicom_file(path: str | os.PathLike) -> bool:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mammokit.config import LABEL_COLUMNS, VIEWS
+from mammokit.errors import InputFileError
+from mammokit.views import View, normalise_view_name
 from mammokit.utils.io import write_csv_atomic
 
 MANIFEST_REQUIRED = ("exam_id", "view", "path")
@@ -39,7 +41,7 @@ LABELS_REQUIRED = ("exam_id",) + LABEL_COLUMNS
 _FLIP_VALUES = {"YES": "YES", "NO": "NO"}  # case-insensitive
 
 
-class ManifestError(ValueError):
+class ManifestError(InputFileError):
     """A malformed manifest or labels CSV (the message names file, line and problem)."""
 
 
@@ -66,12 +68,6 @@ class ManifestRow:
     line: int = 0
 
 
-def normalise_view_name(value: str) -> str | None:
-    """``'L-CC'``, ``'l_cc'``, ``'LCC'``, ``'L CC'`` -> ``'L-CC'``; None if not a standard view."""
-    m = re.fullmatch(r"\s*([LR])[\s_\-]*(CC|MLO)\s*", value.upper())
-    return f"{m.group(1)}-{m.group(2)}" if m else None
-
-
 def sanitise_id(exam_id: str) -> str:
     """The exam id as used in file names: characters outside ``[A-Za-z0-9._-]`` become ``_``."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", exam_id)
@@ -79,8 +75,7 @@ def sanitise_id(exam_id: str) -> str:
 
 def image_name(exam_id: str, view: str, index: int = 0) -> str:
     """``<exam_id>_<L|R>_<CC|MLO>`` (+ ``_<k>`` for the k-th extra image of a view, k >= 1)."""
-    side, kind = view.split("-")
-    name = f"{sanitise_id(exam_id)}_{side}_{kind}"
+    name = f"{sanitise_id(exam_id)}_{View.parse(view).stem}"
     return f"{name}_{index}" if index else name
 
 

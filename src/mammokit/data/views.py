@@ -8,7 +8,7 @@ Two steps, so that decoding happens once and the per-draw work runs on the model
    ``flip_image``). Channel order: image, benign heatmap, malignant heatmap (the reference's).
    A bytes-bounded LRU :class:`ImageCache` keeps decoded arrays so training epochs do not decode
    the same PNGs again.
-2. :func:`make_model_inputs` samples windows (:mod:`mammokit.preprocess.window`) on the CPU, cuts
+2. :func:`make_model_inputs` samples windows (:mod:`mammokit.transforms.window`) on the CPU, cuts
    and resizes them on the device, and standardises each window's *image* channel
    ``(x - mean) / max(std, 1e-5)`` (population std, as ``np.std``). Heatmap channels are left as
    they are, as in the reference (``augment_and_normalize_image`` only normalises the image).
@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mammokit.config import VIEWS, Preset
-from mammokit.preprocess.window import crop_windows, sample_window, window_noise
+from mammokit.errors import InputFileError, MissingFileError
+from mammokit.transforms import crop_windows, sample_window, standardize_windows_, to_model_frame, window_noise
+from mammokit.views import needs_flip
 
 if TYPE_CHECKING:
     import torch
@@ -34,18 +36,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ImageCache",
     "MissingHeatmapsError",
-    "needs_flip",
     "load_view",
     "load_exam_views",
     "make_model_inputs",
-    "standardize_",
     "collate",
 ]
 
-STD_FLOOR = 1e-5
 
-
-class MissingHeatmapsError(FileNotFoundError):
+class MissingHeatmapsError(MissingFileError):
     """A model needs heatmaps the work folder does not have (names the exam, view and command)."""
 
 
@@ -102,17 +100,6 @@ class ImageCache:
             self.nbytes = 0
 
 
-def needs_flip(view: str, horizontal_flip: str = "NO") -> bool:
-    """Whether an image is mirrored for the model: R views when ``horizontal_flip`` is NO, L views
-    when it is YES (the exam was stored mirrored)."""
-    side = view.split("-")[0]
-    if side not in ("L", "R"):
-        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
-    if horizontal_flip not in ("YES", "NO"):
-        raise ValueError(f"horizontal_flip must be 'YES' or 'NO', got {horizontal_flip!r}")
-    return (side == "R") if horizontal_flip == "NO" else (side == "L")
-
-
 def _exam_label(exam: Mapping) -> str:
     return str(exam.get("exam_id", "?"))
 
@@ -120,7 +107,7 @@ def _exam_label(exam: Mapping) -> str:
 def _image_name(exam: Mapping, view: str, index: int) -> str:
     names = exam.get(view) or []
     if not 0 <= index < len(names):
-        raise KeyError(f"exam {_exam_label(exam)}: no image {index} for view {view} (it has {len(names)})")
+        raise InputFileError(f"exam {_exam_label(exam)}: no image {index} for view {view} (it has {len(names)})")
     return names[index]
 
 
@@ -188,20 +175,18 @@ def load_view(
 
     channels = [read_image(image_path).astype(np.float32)]
     if heatmaps:
-        from mammokit.heatmaps.io import read_heatmap
+        from mammokit.data.heatmap_io import read_heatmap
 
         for path in hm_paths:
             hm = np.asarray(read_heatmap(path), dtype=np.float32)
             if hm.shape != channels[0].shape:
-                raise ValueError(
+                raise InputFileError(
                     f"{path}: heatmap shape {hm.shape} differs from image {image_path} shape {channels[0].shape} "
                     f"(stale heatmaps? run `mammokit heatmaps` again)"
                 )
             channels.append(hm)
-    arr = np.stack(channels)
-    if flip:
-        arr = arr[:, :, ::-1]
-    arr = np.ascontiguousarray(arr)  # torch cannot wrap negative strides
+    # contiguous: torch cannot wrap the negative strides of a mirrored view
+    arr = np.ascontiguousarray(to_model_frame(np.stack(channels), view, exam.get("horizontal_flip", "NO")))
     return cache.put(key, arr) if cache is not None else arr
 
 
@@ -230,16 +215,6 @@ def _randint(rng, high: int) -> int:
     if isinstance(rng, np.random.RandomState):
         return int(rng.randint(low=0, high=high))
     return int(rng.integers(0, high))
-
-
-def standardize_(x: torch.Tensor) -> torch.Tensor:
-    """Standardise each window's image channel in place: ``[N, C, h, w]``, channel 0 only,
-    ``(x - mean) / max(std, 1e-5)`` with the population std (the reference's ``np.std``)."""
-    img = x[:, 0]
-    mean = img.mean(dim=(1, 2), keepdim=True)
-    std = img.std(dim=(1, 2), keepdim=True, correction=0).clamp_min(STD_FLOOR)
-    x[:, 0] = (img - mean) / std
-    return x
 
 
 def make_model_inputs(
@@ -296,12 +271,12 @@ def make_model_inputs(
             try:
                 center = exam["best_center"][view][index]
             except (KeyError, IndexError, TypeError):
-                raise KeyError(
+                raise InputFileError(
                     f"exam {_exam_label(exam)} view {view}: no best_center for image {index} "
                     f"(run `mammokit preprocess` first)"
                 ) from None
             if center is None:
-                raise ValueError(f"exam {_exam_label(exam)} view {view}: image {index} has no best_center")
+                raise InputFileError(f"exam {_exam_label(exam)} view {view}: image {index} has no best_center")
             shape = tuple(imgs[index].shape[-2:])
             win = sample_window(shape, view, center, preset.input_size(view), rng if augment else None, **noise)
             chosen[view].append((index, win))
@@ -315,7 +290,7 @@ def make_model_inputs(
         for index in sorted({i for i, _ in chosen[view]}):
             rows = [d for d, (i, _) in enumerate(chosen[view]) if i == index]
             batch[rows] = crop_windows(_to_device(imgs[index], device), [chosen[view][d][1] for d in rows], size)
-        out[view] = standardize_(batch)
+        out[view] = standardize_windows_(batch)
     return out
 
 

@@ -6,6 +6,6 @@ Import the submodules directly (they share names with their main functions); ent
 * :func:`mammokit.evaluation.evaluate.evaluate`
 * :func:`mammokit.evaluation.reader_study.reader_study`
 * :func:`mammokit.evaluation.embed.embed`, :func:`mammokit.evaluation.embed.project_umap`
-* :func:`mammokit.evaluation.report.write_report`
+* :func:`mammokit.report.html.write_report`
 """
 

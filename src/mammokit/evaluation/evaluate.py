@@ -12,15 +12,14 @@ Populations (Section V of the paper):
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mammokit.evaluation.bootstrap import bootstrap_ci, draw_group_resamples
+from mammokit.evaluation.results import EvaluationResult, MetricResult, ModelResult, StratumResult, TaskResult
 from mammokit.evaluation.metrics import METRICS, TASKS, UndefinedMetricError, check_two_classes, flatten_breasts
 from mammokit.evaluation.tables_io import (
     EvaluationInputError,
@@ -36,73 +35,6 @@ from mammokit.utils.seed import derive_seed
 log = get_logger(__name__)
 
 POPULATIONS = ("screening", "biopsied")
-
-
-@dataclass
-class MetricResult:
-    """One metric with its bootstrap interval, or the reason it is undefined."""
-
-    value: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    n_boot_valid: int = 0
-    undefined: str | None = None
-
-
-@dataclass
-class TaskResult:
-    """Breast-level results of one task (malignant or benign) on one set of exams."""
-
-    task: str
-    n_exams: int
-    n_breasts: int
-    n_positive: int
-    roc_auc: MetricResult
-    pr_auc: MetricResult
-
-
-@dataclass
-class StratumResult:
-    """Results on the exams whose ``column`` equals ``value``."""
-
-    column: str
-    value: str
-    n_exams: int
-    tasks: dict[str, TaskResult]
-
-
-@dataclass
-class ModelResult:
-    """All results of one predictions file."""
-
-    name: str
-    path: str
-    populations: dict[str, dict[str, TaskResult]]
-    strata: dict[str, list[StratumResult]] = field(default_factory=dict)
-
-
-@dataclass
-class EvaluationResult:
-    """What :func:`evaluate` computed (and wrote, when ``out_dir`` was given)."""
-
-    labels_path: str
-    populations: list[str]
-    population_notes: dict[str, str]
-    population_sizes: dict[str, int]
-    bootstrap: int
-    seed: int
-    by: str | None
-    models: list[ModelResult]
-    outputs: dict[str, str] = field(default_factory=dict)
-
-    def model(self, name: str) -> ModelResult:
-        for m in self.models:
-            if m.name == name:
-                return m
-        raise KeyError(f"no model named {name!r}; have {[m.name for m in self.models]}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def select_population(labels: ExamTable, population: str) -> tuple[list[bool], str]:

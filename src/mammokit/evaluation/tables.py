@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mammokit.evaluation.evaluate import EvaluationResult, MetricResult, TaskResult
+from mammokit.evaluation.results import EvaluationResult, MetricResult, TaskResult
 
 
 def fmt_metric(m: MetricResult) -> str:

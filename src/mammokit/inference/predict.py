@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mammokit.config import LABEL_COLUMNS, VIEWS, Preset, get_preset, workdir_preset
+from mammokit.errors import InputFileError, MammokitError, UsageError
+from mammokit.utils.device import autocast, dtype_name, resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.log import get_logger, progress
 from mammokit.utils.seed import derive_seed
@@ -46,12 +48,12 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-__all__ = ["PredictResult", "predict", "predict_exams", "LoadedModel", "load_models", "resolve_device", "skipped_path"]
+__all__ = ["PredictResult", "predict", "predict_exams", "LoadedModel", "load_models", "skipped_path"]
 
 EXAMS_FILE = "exams.json"
 
 
-class PredictError(ValueError):
+class PredictError(InputFileError):
     """An exam that cannot be scored, under ``strict=True`` (names the exam and the reason)."""
 
 
@@ -102,25 +104,6 @@ def skipped_path(output: str | Path) -> Path:
     return output.with_name(f"{output.stem}.skipped.csv")
 
 
-def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
-    """``auto`` -> CUDA when available else CPU; dtype ``auto`` -> bf16 on CUDA, fp32 on CPU."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda requested but CUDA is not available (use --device cpu)")
-    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-    if dtype == "auto":
-        dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    elif dtype in names:
-        dt = names[dtype]
-    else:
-        raise ValueError(f"unknown dtype {dtype!r}; choose auto, fp32 or bf16")
-    return dev, dt
-
-
 def load_models(model_paths: Sequence[str | Path], device) -> list[LoadedModel]:
     """Load breast-level cancer checkpoints (:func:`mammokit.models.load_model`) for inference."""
     import torch
@@ -128,13 +111,13 @@ def load_models(model_paths: Sequence[str | Path], device) -> list[LoadedModel]:
     from mammokit.models import load_model
 
     if not model_paths:
-        raise ValueError("no model given (use --model CHECKPOINT)")
+        raise UsageError("no model given (use --model CHECKPOINT)")
     loaded = []
     for path in model_paths:
         model, meta = load_model(path, device=device)
         columns = tuple(getattr(model, "prediction_columns", ()))
         if columns != LABEL_COLUMNS or not hasattr(model, "predict_proba"):
-            raise ValueError(
+            raise InputFileError(
                 f"{path}: not a breast-level cancer model (arch {meta.get('arch')!r}, predicts {columns or '?'}); "
                 f"predict needs a model predicting {', '.join(LABEL_COLUMNS)}"
             )
@@ -179,7 +162,6 @@ def _score(
     import torch
 
     n = next(iter(inputs.values())).shape[0]
-    use_autocast = dtype != torch.float32
     parts = []
     for start in range(0, n, batch_size):
         batch = {}
@@ -188,9 +170,7 @@ def _score(
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             batch[view] = x
-        # fp32 on CUDA means fp32: cuDNN would otherwise run convolutions in TF32 by default.
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=use_autocast), \
-                torch.backends.cudnn.flags(enabled=True, allow_tf32=use_autocast):
+        with autocast(device, dtype):
             parts.append(m.model.predict_proba(batch).float())
     return torch.cat(parts).mean(0)
 
@@ -217,21 +197,17 @@ def predict_exams(
     from mammokit.data.views import load_view, make_model_inputs
 
     if tta < 0:
-        raise ValueError(f"tta must be >= 0, got {tta}")
+        raise UsageError(f"tta must be >= 0, got {tta}")
     device = torch.device(device)
     dtype = dtype or torch.float32
     n_draws = max(tta, 1)
     batch_size = n_draws if batch_size is None else int(batch_size)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UsageError(f"batch size must be >= 1, got {batch_size}")
     heatmaps = any(m.in_channels == 3 for m in models)
     workdir = Path(workdir)
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
-
-    def reason(exc: BaseException) -> str:
-        # KeyError's str() adds quotes around the message.
-        return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
     ids, probs, used, skipped = [], [], [], []
 
@@ -264,7 +240,7 @@ def predict_exams(
             try:
                 for view, future in futures.pop(i):
                     views.setdefault(view, []).append(future.result())
-            except (OSError, ValueError, KeyError) as exc:  # unreadable image, missing heatmaps...
+            except (MammokitError, OSError) as exc:  # unreadable image, missing heatmaps...
                 return None, exc
             return views, None
 
@@ -277,7 +253,7 @@ def predict_exams(
             bar.update(1)
             exam_id = str(exam.get("exam_id"))
             if error is not None:
-                skip(exam_id, reason(error))
+                skip(exam_id, str(error))
                 continue
             present = [v for v in VIEWS if v in views]
             usable = _models_for(models, present)
@@ -289,8 +265,8 @@ def predict_exams(
             try:
                 rng = np.random.default_rng(derive_seed(seed, exam_id)) if tta > 0 else None
                 inputs = make_model_inputs(views, exam, preset, rng, n_draws, device, augment=tta > 0)
-            except (ValueError, KeyError) as exc:
-                skip(exam_id, reason(exc))
+            except MammokitError as exc:
+                skip(exam_id, str(exc))
                 continue
             p = torch.stack([_score(m, inputs, batch_size, dtype, device) for m in usable]).mean(0)
             p = p.cpu().double().numpy()
@@ -361,7 +337,8 @@ def predict(
         if not exams:
             raise PredictError(f"{workdir / EXAMS_FILE}: no exam has split == {split!r}")
     preset = workdir_preset(meta, workdir / EXAMS_FILE)
-    dev, dt = resolve_device(device, dtype)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev, "models")
     models = load_models(model_paths, dev)
     _check_model_presets(models, preset)
     if any(m.in_channels == 3 for m in models) and exams and not any(e.get("heatmap_malignant") for e in exams):
@@ -372,7 +349,7 @@ def predict(
         )
     log.info(
         "predict: %d exams, %d model(s), tta %d, seed %d, device %s, %s, preset %s",
-        len(exams), len(models), tta, seed, dev, str(dt).replace("torch.", ""), preset.name,
+        len(exams), len(models), tta, seed, dev, dtype_name(dt), preset.name,
     )
     result = predict_exams(
         workdir, exams, models, preset, tta=tta, seed=seed, device=dev, dtype=dt, batch_size=batch_size,

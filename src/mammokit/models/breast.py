@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from mammokit.config import LABEL_COLUMNS, VIEWS
 from mammokit.models._registry import register_model
 from mammokit.models.resnet22 import COLUMN_CHANNELS, ResNet22
+from mammokit.views import view_kind
 
 TASK_CLASSES = {"cancer": 2, "birads": 3}
 VARIANTS = ("view_wise", "image_wise", "breast_wise", "joint")
@@ -59,10 +60,7 @@ _GROUPS: dict[str, list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]] = {
 
 def column_name(view: str) -> str:
     """The shared column a view goes through: ``"cc"`` for L-CC / R-CC, ``"mlo"`` for the MLOs."""
-    angle = view.split("-")[-1]
-    if angle not in ("CC", "MLO"):
-        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
-    return angle.lower()
+    return view_kind(view).lower()
 
 
 class OutputLayer(nn.Module):

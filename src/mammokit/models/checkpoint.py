@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from mammokit.models._registry import create_model
+from mammokit.models._factory import create_model
 from mammokit.utils.io import atomic_path
 
 FORMAT = "mammokit.checkpoint"

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from mammokit.config import PRESETS
-from mammokit.models._registry import create_model
+from mammokit.models._factory import create_model
 from mammokit.models.checkpoint import CheckpointError, load_state_strict, save_checkpoint
 from mammokit.models.patch import _fix_densenet_keys, fold_input_channels
 from mammokit.utils.log import get_logger

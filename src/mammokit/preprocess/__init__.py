@@ -5,11 +5,10 @@
 * :mod:`.center` — :func:`optimal_center` (``best_center`` of the model-input window).
 * :mod:`.pipeline` — :func:`preprocess` (manifest -> ``WORKDIR``), :func:`preprocess_exams`,
   :func:`preprocess_image`.
-* :mod:`.window` — window sampling for augmentation (imported from its module directly).
 """
 
 from mammokit.preprocess.center import optimal_center
-from mammokit.preprocess.crop import CropError, CropResult, chest_wall_side, crop_mammogram, needs_flip
+from mammokit.preprocess.crop import CropError, CropResult, crop_mammogram
 from mammokit.preprocess.pipeline import (
     ImagePreprocessResult,
     PreprocessError,
@@ -25,9 +24,7 @@ __all__ = [
     "ImagePreprocessResult",
     "PreprocessError",
     "PreprocessReport",
-    "chest_wall_side",
     "crop_mammogram",
-    "needs_flip",
     "optimal_center",
     "preprocess",
     "preprocess_exams",

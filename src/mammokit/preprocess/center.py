@@ -28,7 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from mammokit.config import Preset, get_preset
-from mammokit.preprocess.crop import needs_flip, parse_view
+from mammokit.transforms import to_model_frame
+from mammokit.views import parse_view
 
 
 def _candidate_range(com: int, image_dim: int, window_dim: int) -> tuple[int, int]:
@@ -72,13 +73,12 @@ def optimal_center(
         ``best_center`` (y, x) in the flipped frame of the cropped image; the window may extend
         past the image (the window sampler pads).
     """
-    _, kind = parse_view(view)
+    kind = parse_view(view).kind
     preset = get_preset(preset)
     image = np.asarray(cropped)
     if image.ndim != 2 or image.size == 0:
         raise ValueError(f"expected a non-empty 2-D cropped image, got shape {image.shape}")
-    if needs_flip(view, horizontal_flip):
-        image = image[:, ::-1]
+    image = to_model_frame(image, view, horizontal_flip)
     h, w = image.shape
     win_h, win_w = (int(v) for v in preset.input_size(kind))
     com_y, com_x = h // 2, w // 2

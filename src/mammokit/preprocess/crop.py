@@ -50,13 +50,15 @@ import cv2
 import numpy as np
 
 from mammokit.config import Preset, get_preset
+from mammokit.errors import InputFileError, UsageError
+from mammokit.views import chest_wall_side
 
 # The reference searches the rightmost breast pixels below the top third of the cropped image
 # (the nipple side of a CC breast, the lower part of an MLO breast, not the axilla).
 FIND_RIGHTMOST_FROM_RATIO = 1 / 3
 
 
-class CropError(ValueError):
+class CropError(InputFileError):
     """An image that cannot be cropped; the message states the reason."""
 
 
@@ -94,33 +96,6 @@ class CropResult:
             "bottommost_points": [y, [x0, x1]],
             "distance_from_starting_side": self.distance_from_starting_side,
         }
-
-
-def parse_view(view: str) -> tuple[str, str]:
-    """Split ``"L-CC"`` into ``("L", "CC")``; raise ``ValueError`` for anything else."""
-    parts = str(view).split("-")
-    if len(parts) != 2 or parts[0] not in ("L", "R") or parts[1] not in ("CC", "MLO"):
-        raise ValueError(f"unknown view {view!r}; expected one of L-CC, R-CC, L-MLO, R-MLO")
-    return parts[0], parts[1]
-
-
-def chest_wall_side(view: str, horizontal_flip: str = "NO") -> str:
-    """Side ("left" / "right") of the chest wall in the original image.
-
-    The reference calls the *opposite* of this its ``mode`` ("breast pointing left/right").
-    """
-    side, _ = parse_view(view)
-    if horizontal_flip not in ("YES", "NO"):
-        raise ValueError(f"horizontal_flip must be 'YES' or 'NO', got {horizontal_flip!r}")
-    chest_left = side == "L"
-    if horizontal_flip == "YES":
-        chest_left = not chest_left
-    return "left" if chest_left else "right"
-
-
-def needs_flip(view: str, horizontal_flip: str = "NO") -> bool:
-    """True if the image must be mirrored to put the chest wall on the left (the model frame)."""
-    return chest_wall_side(view, horizontal_flip) == "right"
 
 
 def erode_mask(mask: np.ndarray, iterations: int) -> np.ndarray:
@@ -220,7 +195,7 @@ def crop_mammogram(
     if image.ndim != 2 or image.size == 0:
         raise CropError(f"expected a non-empty 2-D grayscale image, got shape {image.shape}")
     if background_threshold < 0:
-        raise ValueError(f"background_threshold must be >= 0, got {background_threshold}")
+        raise UsageError(f"background_threshold must be >= 0, got {background_threshold}")
     h, w = image.shape
     if min(h, w) <= 2 * iterations:
         raise CropError(

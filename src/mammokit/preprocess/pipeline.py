@@ -44,6 +44,7 @@ import numpy as np
 
 from mammokit.config import VIEWS, Preset, get_preset
 from mammokit.data.examlist import GEOMETRY_FIELDS, HEATMAP_FIELDS, save_exams
+from mammokit.errors import InputFileError, UsageError
 from mammokit.preprocess.center import optimal_center
 from mammokit.preprocess.crop import CropError, crop_mammogram
 from mammokit.utils.io import write_csv_atomic, write_json_atomic
@@ -59,7 +60,7 @@ FAILURE_COLUMNS = ("exam_id", "view", "path", "reason")
 SIDECAR_VERSION = 1
 
 
-class PreprocessError(ValueError):
+class PreprocessError(InputFileError):
     """A fatal preprocessing failure (``strict=True``), naming the image and the reason."""
 
 
@@ -200,17 +201,16 @@ def _process(job: _Job, workdir: str, preset: Preset, background_threshold: int,
         previous = _load_sidecar(sidecar)
         if previous and previous.get("fingerprint") == fingerprint and "geometry" in previous:
             return {"geometry": previous["geometry"], "warnings": previous.get("warnings", []), "reused": True}
+    # Only the image's own problems are recorded as its failure; a failed write (disk full,
+    # read-only folder) or a bug stops the job instead of marking every image as bad.
     try:
         image = read_image(job.source)
         result = preprocess_image(image, job.view, job.horizontal_flip, preset, background_threshold)
-        write_png16(out_png, result.cropped)
     except ImageReadError as exc:
         return {"error": f"unreadable image: {exc}"}
     except CropError as exc:
         return {"error": f"crop failed: {exc}"}
-    except Exception as exc:  # a bad item must not lose the batch; the reason is kept
-        log.debug("unexpected error on %s", job.source, exc_info=True)
-        return {"error": f"unexpected {type(exc).__name__}: {exc}"}
+    write_png16(out_png, result.cropped)
     record = {"fingerprint": fingerprint, "geometry": result.geometry, "warnings": list(result.warnings)}
     write_json_atomic(sidecar, record)
     return {"geometry": result.geometry, "warnings": list(result.warnings), "reused": False}
@@ -233,7 +233,7 @@ def _process_star(args: tuple) -> dict:
 def _check_name(name: str, exam_id: str) -> None:
     parts = PurePosixPath(name).parts
     if not name or name.startswith("/") or ".." in parts or "\\" in name:
-        raise ValueError(f"exam {exam_id}: image name {name!r} is not a safe relative file name")
+        raise InputFileError(f"exam {exam_id}: image name {name!r} is not a safe relative file name")
 
 
 def _jobs(exams: Sequence[dict]) -> list[_Job]:
@@ -243,19 +243,19 @@ def _jobs(exams: Sequence[dict]) -> list[_Job]:
         exam_id = str(exam.get("exam_id", ""))
         flip = exam.get("horizontal_flip", "NO")
         if flip not in ("YES", "NO"):
-            raise ValueError(f"exam {exam_id}: horizontal_flip must be 'YES' or 'NO', got {flip!r}")
+            raise InputFileError(f"exam {exam_id}: horizontal_flip must be 'YES' or 'NO', got {flip!r}")
         sources = exam.get("source_paths") or {}
         for view in VIEWS:
             names = exam.get(view, [])
             paths = sources.get(view, [])
             if len(paths) != len(names):
-                raise ValueError(
+                raise InputFileError(
                     f"exam {exam_id}: source_paths[{view}] has {len(paths)} paths for {len(names)} images"
                 )
             for name, source in zip(names, paths):
                 _check_name(name, exam_id)
                 if name in seen:
-                    raise ValueError(f"image name {name!r} used by exams {seen[name]} and {exam_id}")
+                    raise InputFileError(f"image name {name!r} used by exams {seen[name]} and {exam_id}")
                 seen[name] = exam_id
                 jobs.append(_Job(len(jobs), exam_id, view, name, str(source), flip))
     return jobs
@@ -290,9 +290,9 @@ def preprocess_exams(
     preset = get_preset(preset)
     workdir = Path(workdir)
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UsageError(f"workers must be >= 1, got {workers}")
     if background_threshold < 0:
-        raise ValueError(f"background_threshold must be >= 0, got {background_threshold}")
+        raise UsageError(f"background_threshold must be >= 0, got {background_threshold}")
     jobs = _jobs(exams)
     report = PreprocessReport(
         workdir=workdir, exams_path=workdir / EXAMS_FILE, failures_path=workdir / FAILURES_FILE,

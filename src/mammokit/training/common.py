@@ -1,35 +1,26 @@
-"""Pieces shared by the trainers: device and precision setup, presets, run folders."""
+"""Pieces shared by the trainers: precision setup, determinism, run folders."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
 import torch
 
+from mammokit.utils.device import autocast as device_autocast
+from mammokit.utils.device import resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic, write_json_atomic
 
-
-def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
-    """``None`` -> ``cuda:<local_rank>`` when CUDA is available, else the CPU."""
-    if name is None:
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available")
-        if device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
-    return device
+__all__ = ["autocast", "resolve_device", "use_channels_last", "set_determinism", "write_run_config", "write_excluded",
+           "loader_generator"]
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA; a no-op context on the CPU (bf16 convolutions on the CPU are slow
-    and change the numbers the CPU tests compare)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """Mixed precision for training: bf16 autocast on CUDA when ``enabled``; fp32 on the CPU
+    (bf16 convolutions are emulated on CPUs without bf16 hardware, and would change the numbers
+    the CPU tests compare)."""
+    dtype = resolve_dtype("auto" if enabled else "fp32", device, "training")
+    return device_autocast(device, dtype)
 
 
 def use_channels_last(device: torch.device, enabled: bool) -> bool:

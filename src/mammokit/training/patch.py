@@ -36,7 +36,8 @@ from mammokit.training.config import PatchTrainConfig
 from mammokit.training.early_stopping import EarlyStopping
 from mammokit.training.losses import l2_param_groups
 from mammokit.training.metrics import MetricsWriter, multiclass_metrics
-from mammokit.training.patches import CLASS_NAMES, PatchImage, augment_patch, extract_patch, load_patch_image, sample_patches
+from mammokit.training.patches import CLASS_NAMES, PatchImage, extract_patch, load_patch_image, sample_patches
+from mammokit.transforms import augment_patch
 from mammokit.training.sampling import batches
 from mammokit.training.state import capture_rng, load_state, restore_rng, save_state
 from mammokit.utils.io import write_csv_atomic

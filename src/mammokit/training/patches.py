@@ -1,6 +1,6 @@
 """Patch sampling for the patch classifier: which patches, with which label, from which masks.
 
-Images are seen exactly as the heatmap generator sees them (:mod:`mammokit.heatmaps.run`): the
+Images are seen exactly as the heatmap generator sees them (:mod:`mammokit.inference.heatmaps`): the
 cropped image flipped so the chest wall is on the left, then standardised over the whole image.
 The lesion masks (uncropped, original orientation, uint8 0/255, ``<stem>_malignant.png`` and
 ``<stem>_benign.png`` where ``<stem>`` is the source image's file stem) are cut with the exam's
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mammokit.errors import InputFileError
+from mammokit.transforms import standardize_image, to_model_frame
 from mammokit.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -63,7 +65,7 @@ def _read_mask(path: Path, shape_full: tuple[int, int] | None) -> np.ndarray | N
         return None
     mask = read_png8(path)
     if mask.ndim != 2:
-        raise ValueError(f"{path}: a mask must be a 2-D grayscale image, got shape {mask.shape}")
+        raise InputFileError(f"{path}: a mask must be a 2-D grayscale image, got shape {mask.shape}")
     return mask > 127
 
 
@@ -78,8 +80,6 @@ def load_patch_image(
         contain the crop window.
     """
     from mammokit.data.images import read_image
-    from mammokit.data.views import needs_flip
-    from mammokit.heatmaps.sliding import standardize_image
 
     workdir, masks_dir = Path(workdir), Path(masks_dir)
     name = exam[view][index]
@@ -90,9 +90,9 @@ def load_patch_image(
     try:
         top, bottom, left, right = (int(v) for v in exam["window_location"][view][index])
     except (KeyError, IndexError, TypeError, ValueError):
-        raise ValueError(f"exam {exam.get('exam_id')}: no window_location for {view}[{index}] (run preprocessing)") from None
+        raise InputFileError(f"exam {exam.get('exam_id')}: no window_location for {view}[{index}] (run preprocessing)") from None
     if (bottom - top, right - left) != raw.shape:
-        raise ValueError(f"{path}: image is {raw.shape}, window_location {top, bottom, left, right} says otherwise")
+        raise InputFileError(f"{path}: image is {raw.shape}, window_location {top, bottom, left, right} says otherwise")
     masks = {}
     for cls in ("malignant", "benign"):
         mpath = masks_dir / f"{stem}_{cls}.png"
@@ -101,12 +101,11 @@ def load_patch_image(
             masks[cls] = np.zeros(raw.shape, bool)
             continue
         if full.shape[0] < bottom or full.shape[1] < right:
-            raise ValueError(f"{mpath}: mask is {full.shape}, smaller than the crop window {top, bottom, left, right}")
+            raise InputFileError(f"{mpath}: mask is {full.shape}, smaller than the crop window {top, bottom, left, right}")
         masks[cls] = full[top:bottom, left:right]
-    flip = needs_flip(view, exam.get("horizontal_flip", "NO"))
-    if flip:
-        raw = raw[:, ::-1]
-        masks = {k: v[:, ::-1] for k, v in masks.items()}
+    flip = exam.get("horizontal_flip", "NO")
+    raw = to_model_frame(raw, view, flip)
+    masks = {k: to_model_frame(v, view, flip) for k, v in masks.items()}
     image = standardize_image(np.ascontiguousarray(raw)).numpy()
     return PatchImage(
         name, str(exam.get("exam_id")), image,
@@ -210,15 +209,3 @@ def sample_patches(
             log.warning("only %d of %d %s patches found", got, per_class, CLASS_NAMES[cls])
     order = rng.permutation(len(out))
     return [out[j] for j in order]
-
-
-def augment_patch(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random horizontal / vertical flip, 90-degree rotation, and intensity scale (x0.9-1.1) and
-    shift (+-0.1 standard deviations) of a standardised patch ``[P, P]``."""
-    if rng.random() < 0.5:
-        patch = patch[:, ::-1]
-    if rng.random() < 0.5:
-        patch = patch[::-1, :]
-    patch = np.rot90(patch, k=int(rng.integers(4)))
-    scale, shift = rng.uniform(0.9, 1.1), rng.uniform(-0.1, 0.1)
-    return np.ascontiguousarray(patch * np.float32(scale) + np.float32(shift), dtype=np.float32)

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mammokit.demo import FULL, MODEL_ROWS, QUICK, format_summary, run_demo
+from mammokit.workflows.demo import FULL, MODEL_ROWS, QUICK, format_summary, run_demo
 from mammokit.synth import SynthConfig, plan_dataset
 from mammokit.synth.readers import ReaderSettings, finding_conspicuity, synthetic_readers
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_SUMMARY = ROOT / "docs" / "demo_summary.json"
 
 
@@ -40,7 +40,7 @@ def quick_demo(tmp_path_factory):
 def test_quick_demo_writes_every_artefact(quick_demo):
     out, summary = quick_demo
     on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["format"] == "mammokit.demo.summary"
+    assert on_disk["format"] == "mammokit.workflows.demo.summary"
     assert on_disk["settings"]["name"] == "quick" and on_disk["settings"]["n_exams"] == QUICK.n_exams
     assert set(on_disk["models"]) == {key for key, *_ in MODEL_ROWS}
     for key, inputs, variant, kind in MODEL_ROWS:

@@ -10,15 +10,8 @@ import pytest
 import scipy.ndimage as ndi
 
 from mammokit.config import PRESETS
-from mammokit.preprocess.crop import (
-    CropError,
-    chest_wall_side,
-    crop_mammogram,
-    dilate_mask,
-    erode_mask,
-    largest_component,
-    needs_flip,
-)
+from mammokit.preprocess.crop import CropError, crop_mammogram, dilate_mask, erode_mask, largest_component
+from mammokit.views import chest_wall_side, needs_flip
 
 R = 3  # erosion / dilation iterations of the test preset
 BUF = 5  # crop buffer

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from mammokit.config import Preset, scaled_preset
+from mammokit.utils.device import resolve_device
 from mammokit.utils.io import write_csv_atomic, write_json_atomic
 from mammokit.utils.log import get_logger
 
 log = get_logger(__name__)
 
-SUMMARY_FORMAT = "mammokit.demo.summary"
+SUMMARY_FORMAT = "mammokit.workflows.demo.summary"
 MODEL_ROWS = (
     ("image_only_single", "image-only", "view-wise", "single"),
     ("image_only_ensemble", "image-only", "view-wise", "ensemble"),
@@ -182,14 +183,6 @@ def _split_ids(labels_csv: Path, split: str) -> list[str]:
         return [row["exam_id"] for row in csv.DictReader(fh) if row.get("split") == split]
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 # ---------------------------------------------------------------------------------- stages
 
 
@@ -228,7 +221,7 @@ def _train_patch(work: Path, data: Path, run: Path, s: DemoSettings, seed: int, 
 
 
 def _heatmaps(work: Path, patch_ckpt: Path, s: DemoSettings, seed: int, device: str) -> None:
-    from mammokit.heatmaps.run import make_heatmaps
+    from mammokit.inference.heatmaps import make_heatmaps
 
     summary = make_heatmaps(work, patch_ckpt, stride=s.heatmap_stride, device=device, seed=seed)
     if summary["failed"]:
@@ -432,7 +425,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, seed: int = 0, d
                 f"seed {previous.get('seed')}); choose another --out or delete it")
     write_json_atomic(run_info, {"settings": s.to_dict(), "seed": seed})
     workers = workers or min(4, os.cpu_count() or 1)
-    dev = resolve_device(device)
+    dev = str(resolve_device(device))
     if threads:
         import torch
 
@@ -503,7 +496,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, seed: int = 0, d
     (eval_dir / "summary.md").unlink(missing_ok=True)
 
     def _report():
-        from mammokit.evaluation.report import write_report
+        from mammokit.report.html import write_report
 
         return write_report(work, out / "report.html", predictions=pred_dir / "image_heatmaps_ensemble.csv",
                             labels=test_labels, eval_dir=eval_dir, max_exams=12 if quick else 30)

@@ -11,7 +11,7 @@ import pytest
 
 from mammokit.cli import main
 from mammokit.data.examlist import save_exams
-from mammokit.evaluation.report import NOTICE, overlay, write_report
+from mammokit.report.html import NOTICE, overlay, write_report
 
 HEADER = "exam_id,left_benign,right_benign,left_malignant,right_malignant"
 

@@ -77,10 +77,10 @@ def _resize(img: np.ndarray, height: int) -> np.ndarray:
 
 
 def _read_heatmap(path: Path) -> np.ndarray:
-    """Heatmap probabilities in [0, 1] ``[H, W]`` (mammokit.heatmaps.io when present, else the
+    """Heatmap probabilities in [0, 1] ``[H, W]`` (mammokit.data.heatmap_io when present, else the
     native 16-bit PNG convention value = round(p * 65535))."""
     try:
-        from mammokit.heatmaps.io import read_heatmap
+        from mammokit.data.heatmap_io import read_heatmap
     except ImportError:
         read_heatmap = None
     if read_heatmap is not None:

@@ -14,7 +14,7 @@ from mammokit.config import LABEL_COLUMNS, PRESETS
 from mammokit.data.views import MissingHeatmapsError, load_view
 from mammokit.inference.predict import predict
 from mammokit.models import create_model, save_checkpoint
-from test_inference_fixtures import MICRO, make_workdir
+from tests.helpers.workdir import MICRO, make_workdir
 
 TINY = PRESETS["tiny"]
 VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mammokit.training.config import TrainConfig
-from training_toy import make_toy_workdir
+from tests.helpers.training_toy import make_toy_workdir
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 

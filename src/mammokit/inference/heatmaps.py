@@ -24,10 +24,12 @@ import torch.nn as nn
 
 from mammokit.config import preset_of
 from mammokit.data.examlist import iter_images, load_exams, save_exams, set_image_field
+from mammokit.data.heatmap_io import write_heatmap_hdf5, write_heatmap_png
 from mammokit.data.images import read_image
-from mammokit.data.views import needs_flip
-from mammokit.heatmaps.io import write_heatmap_hdf5, write_heatmap_png
-from mammokit.heatmaps.sliding import compile_patch_model, compute_heatmaps_many, default_batch_size, num_patches, standardize_image
+from mammokit.errors import InputFileError, MammokitError, MissingFileError, UsageError
+from mammokit.heatmaps import compile_patch_model, compute_heatmaps_many, default_batch_size, num_patches
+from mammokit.transforms import from_model_frame, standardize_image, to_model_frame
+from mammokit.utils.device import dtype_name, resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.log import get_logger, progress
 from mammokit.utils.seed import derive_seed
@@ -55,7 +57,7 @@ def load_patch_model(path: str | Path, device: str | torch.device = "cpu") -> tu
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: patch model not found")
+        raise MissingFileError(f"{path}: patch model not found")
     with open(path, "rb") as f:
         head = f.read(9)
     if head[:2] == b"PK" or head[:1] == b"\x80":  # torch.save pickle: the authors' weights
@@ -64,10 +66,8 @@ def load_patch_model(path: str | Path, device: str | torch.device = "cpu") -> tu
         model = model.to(device)
     else:
         model, meta = load_model(path, device=device)
-    if not hasattr(model, "num_classes") or getattr(model, "num_classes", 0) < 2:
-        raise ValueError(f"{path}: not a patch classifier (arch {meta.get('arch')!r})")
-    if meta.get("arch") not in ("densenet121_patch", "patchnet_small"):
-        raise ValueError(f"{path}: not a patch classifier (arch {meta.get('arch')!r})")
+    if getattr(model, "num_classes", 0) < 2 or meta.get("arch") not in ("densenet121_patch", "patchnet_small"):
+        raise InputFileError(f"{path}: not a patch classifier (arch {meta.get('arch')!r})")
     return model.eval(), meta
 
 
@@ -106,7 +106,8 @@ def make_heatmaps(
     exams_path = workdir / "exams.json"
     exams, meta = load_exams(exams_path)
     image_dir = workdir / meta.get("image_dir", "cropped")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev, "heatmaps")
     model, model_meta = load_patch_model(patch_model, device=dev)
     if batch_size is None:
         batch_size = default_batch_size(model, dev)
@@ -115,7 +116,7 @@ def make_heatmaps(
     model_preset = preset_of(model_meta.get("preset"))
     preset = model_preset or work_preset
     if preset is None and (patch_size is None or stride is None):
-        raise ValueError(f"{exams_path}: no preset recorded and none in {patch_model}; pass patch_size and stride")
+        raise UsageError(f"{exams_path}: no preset recorded and none in {patch_model}; pass patch_size and stride")
     if model_preset and work_preset and abs(model_preset.scale - work_preset.scale) > 1e-9:
         log.warning(
             "patch model preset %s (scale %g) differs from the work folder's %s (scale %g)",
@@ -133,10 +134,11 @@ def make_heatmaps(
         compile = should_compile(model, dev, estimate)
         log.info("heatmaps: ~%d patches to compute: %s", estimate, "compiling the patch classifier" if compile else "eager")
     elif compile not in (True, False):
-        raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+        raise UsageError(f"compile must be True, False or 'auto', got {compile!r}")
     if compile:
         model = compile_patch_model(model, dev)
-    log.info("heatmaps: patch %d, stride %d, batch %d, device %s, dtype %s", patch_size, stride, batch_size, dev, dtype)
+    log.info("heatmaps: patch %d, stride %d, batch %d, device %s, precision %s", patch_size, stride, batch_size, dev,
+             dtype_name(dt))
 
     failures: list[dict] = []
     done = skipped = patches = 0
@@ -164,7 +166,7 @@ def make_heatmaps(
                     continue
                 try:
                     todo.append((view, index, name, next(decoded).result()))
-                except (ValueError, OSError) as exc:
+                except (MammokitError, OSError) as exc:
                     if strict:
                         reader.shutdown(cancel_futures=True)
                         raise
@@ -172,12 +174,12 @@ def make_heatmaps(
             if todo:
                 try:
                     args = (todo, workdir, exam.get("horizontal_flip", "NO"))
-                    rest = (patch_size, stride, batch_size, dev, dtype, reference_layout, seed)
+                    rest = (patch_size, stride, batch_size, dev, dt, reference_layout, seed)
                     try:
                         patches += _exam_heatmaps(*args, model, *rest, static_batch=compile)
                         first_call_done = True
-                    except (ValueError, OSError):
-                        raise  # the image's problem, not the compiler's
+                    except (MammokitError, OSError, ValueError):
+                        raise  # the image's problem (or a bug), not the compiler's
                     except Exception as exc:  # noqa: BLE001 - only a failed automatic compile is caught here
                         # Compilation happens at the first call; later errors are the job's own.
                         if not (auto and compile and not first_call_done):
@@ -187,7 +189,7 @@ def make_heatmaps(
                         model, compile = eager_model, False
                         patches += _exam_heatmaps(*args, model, *rest, static_batch=False)
                     done += len(todo)
-                except (ValueError, OSError, RuntimeError) as exc:
+                except (MammokitError, OSError) as exc:
                     if strict:
                         reader.shutdown(cancel_futures=True)
                         raise
@@ -273,23 +275,17 @@ def _exam_heatmaps(
     """Heatmaps of one exam's images ``todo = [(view, index, name, image [H, W] uint16), ...]``
     (original orientation), written beside the work folder's other outputs; returns the number
     of patches. The shortened strides of each image are seeded by ``(seed, name)``."""
-    flips, inputs, rngs = [], [], []
+    inputs, rngs = [], []
     for view, _, name, image in todo:
-        flip = needs_flip(view, horizontal_flip)
-        if flip:  # the model sees the chest wall on the left
-            image = image[:, ::-1]
-        flips.append(flip)
-        inputs.append(standardize_image(np.ascontiguousarray(image)))
+        inputs.append(standardize_image(np.ascontiguousarray(to_model_frame(image, view, horizontal_flip))))
         rngs.append(random.Random(derive_seed(seed, name)))
     maps_all = compute_heatmaps_many(
         inputs, model, patch_size, stride, batch_size, device, dtype, rngs,
         channels_last=True if static_batch else None, static_batch=static_batch,
     )
     n = 0
-    for (view, _, name, image), flip, maps in zip(todo, flips, maps_all):
-        maps = maps.numpy()
-        if flip:  # back to the original orientation of the cropped image
-            maps = maps[:, :, ::-1]
+    for (view, _, name, image), maps in zip(todo, maps_all):
+        maps = from_model_frame(maps.numpy(), view, horizontal_flip)  # the stored orientation
         malignant, benign = np.ascontiguousarray(maps[0]), np.ascontiguousarray(maps[1])
         rel = heatmap_paths(name)
         write_heatmap_png(workdir / rel["malignant"], malignant)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mammokit.config import PRESETS
-from mammokit.preprocess.window import crop_windows, sample_window, window_noise
+from mammokit.transforms.window import crop_windows, sample_window, window_noise
 from mammokit.data.views import (
     ImageCache,
     MissingHeatmapsError,
@@ -16,9 +16,10 @@ from mammokit.data.views import (
     load_exam_views,
     load_view,
     make_model_inputs,
-    needs_flip,
 )
-from test_inference_fixtures import make_workdir
+from mammokit.errors import InputFileError
+from mammokit.views import needs_flip
+from tests.helpers.workdir import make_workdir
 
 TINY = PRESETS["tiny"]
 
@@ -149,7 +150,7 @@ def test_make_model_inputs_errors(tmp_path):
     views = {"L-CC": load_view(wd, exams[0], "L-CC")}
     with pytest.raises(ValueError, match="needs an rng"):
         make_model_inputs(views, exams[0], TINY, None, 2, augment=True)
-    with pytest.raises(KeyError, match="no best_center.*mammokit preprocess"):
+    with pytest.raises(InputFileError, match="no best_center.*mammokit preprocess"):
         make_model_inputs(views, {"exam_id": "a"}, TINY, None, 1, augment=False)
 
 

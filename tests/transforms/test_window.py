@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mammokit.config import PRESETS
-from mammokit.preprocess.window import Window, crop_windows, sample_window, window_noise
+from mammokit.transforms.window import Window, crop_windows, sample_window, window_noise
 
 TINY = PRESETS["tiny"]
 

@@ -1,12 +1,11 @@
 """Speed levers of the heatmaps: exact background dedupe, the opt-in shared-layer approximation."""
 
-import contextlib
 import inspect
 
 import pytest
 import torch
 
-from mammokit.heatmaps.sliding import compute_heatmaps, patch_probabilities
+from mammokit.heatmaps import compute_heatmaps, patch_probabilities_many
 from mammokit.models.patch import PatchDenseNet121, patchnet_small
 
 
@@ -42,7 +41,7 @@ def test_dedupe_evaluates_each_constant_value_once():
     img = torch.zeros(200, 200)
     img[:, :100] = torch.arange(100.0)  # varying columns; the right half is constant 0
     ys = xs = torch.tensor([0, 50, 100, 136])
-    probs = patch_probabilities(img, Counting(), ys, xs, 64, batch_size=100)
+    probs = patch_probabilities_many([img], Counting(), [(ys, xs)], 64, batch_size=100)[0]
     windows = [img[y:y + 64, x:x + 64] for y in ys for x in xs]
     n_const = sum(int(w.min() == w.max()) for w in windows)
     assert n_const > 1
@@ -52,8 +51,7 @@ def test_dedupe_evaluates_each_constant_value_once():
 
 
 def test_approx_shared_layers_off_by_default():
-    for fn in (compute_heatmaps, patch_probabilities):
-        assert inspect.signature(fn).parameters["approx_shared_layers"].default == 0
+    assert inspect.signature(compute_heatmaps).parameters["approx_shared_layers"].default == 0
 
 
 @pytest.mark.parametrize("level", [1, 2, 3])
@@ -125,7 +123,7 @@ def test_static_batch_pads_the_last_batch_and_keeps_results():
 def test_static_batch_runs_a_large_batch_tail_in_eighths():
     """Large static batches: full batches, then the tail in pieces of batch/8 (two compiled
     shapes, at most batch/8 - 1 padded patches), results unchanged."""
-    from mammokit.heatmaps.sliding import _run_batches
+    from mammokit.heatmaps.patches import run_batches
 
     shapes = []
 
@@ -134,7 +132,7 @@ def test_static_batch_runs_a_large_batch_tail_in_eighths():
         return torch.stack([x.flatten(1).sum(1), -x.flatten(1).sum(1)], 1)
 
     data = torch.randn(150, 1, 2, 2, generator=torch.Generator().manual_seed(0))
-    got = _run_batches(model, lambda sel: data[sel], 150, 64, contextlib.nullcontext(), None, static_batch=True)
+    got = run_batches(model, lambda sel: data[sel], 150, 64, torch.device("cpu"), torch.float32, None, static_batch=True)
     assert shapes == [64, 64, 8, 8, 8]  # 128 + a tail of 22 in three padded pieces of 8
     want = torch.softmax(torch.stack([data.flatten(1).sum(1), -data.flatten(1).sum(1)], 1), 1)
     torch.testing.assert_close(got, want)
@@ -224,13 +222,16 @@ def test_exam_stream_evaluates_a_shared_background_once():
 
 
 def test_dtype_names_and_default_batch():
-    from mammokit.heatmaps.sliding import _resolve, default_batch_size
+    from mammokit.heatmaps.sliding import default_batch_size
+    from mammokit.utils.device import resolve_dtype
 
-    assert _resolve("cpu", "fp16")[1] == torch.float16
-    assert _resolve("cpu", "auto")[1] == torch.float32
-    assert _resolve("cuda", "auto")[1] == torch.float16  # the measured-accurate GPU default
-    with pytest.raises(ValueError, match="dtype must be one of"):
-        _resolve("cpu", "int8")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_dtype("fp16", cpu, "heatmaps") == torch.float16
+    assert resolve_dtype("auto", cpu, "heatmaps") == torch.float32
+    assert resolve_dtype("auto", cuda, "heatmaps") == torch.float16  # the measured-accurate GPU default
+    assert resolve_dtype("auto", cuda, "models") == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype("int8", cpu, "heatmaps")
     assert default_batch_size(PatchDenseNet121(num_classes=3), "cpu") == 4
     assert default_batch_size(patchnet_small(3, 1, 8), "cpu") == 256
     assert default_batch_size(patchnet_small(3, 1, 8), "cuda") == 512

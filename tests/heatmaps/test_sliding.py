@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mammokit.heatmaps import compute_heatmaps, patch_starts, standardize_image, stride_list
+from mammokit.heatmaps import compute_heatmaps, patch_starts, stride_list
+from mammokit.transforms import standardize_image
 from mammokit.models import create_model
 
 

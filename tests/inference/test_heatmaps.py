@@ -13,7 +13,10 @@ from mammokit.cli import main
 from mammokit.config import VIEWS
 from mammokit.data.examlist import load_exams, save_exams
 from mammokit.data.images import write_png16
-from mammokit.heatmaps import compute_heatmaps, make_heatmaps, read_heatmap, standardize_image, write_heatmap
+from mammokit.data.heatmap_io import read_heatmap, write_heatmap
+from mammokit.heatmaps import compute_heatmaps
+from mammokit.inference.heatmaps import make_heatmaps
+from mammokit.transforms import standardize_image
 from mammokit.models import create_model, save_checkpoint
 from mammokit.utils.seed import derive_seed
 
@@ -113,8 +116,8 @@ def test_cli(tmp_path, capsys):
 
 
 def test_compile_auto_decides_by_job_size_and_model():
-    from mammokit.heatmaps.run import _patches_estimate, should_compile
-    from mammokit.heatmaps.sliding import num_patches
+    from mammokit.inference.heatmaps import _patches_estimate, should_compile
+    from mammokit.heatmaps import num_patches
     from mammokit.models.patch import PatchDenseNet121
 
     dn = PatchDenseNet121(num_classes=3)
@@ -130,7 +133,7 @@ def test_compile_auto_decides_by_job_size_and_model():
 def test_failed_automatic_compile_falls_back_to_eager(tmp_path, monkeypatch, caplog):
     """compile="auto": a compile that fails at its first call is reported and the job goes on
     eager with the same results; compile=True (asked for) fails loudly."""
-    import mammokit.heatmaps.run as run
+    import mammokit.inference.heatmaps as run
 
     class Broken(torch.nn.Module):
         def forward(self, x):
@@ -145,7 +148,7 @@ def test_failed_automatic_compile_falls_back_to_eager(tmp_path, monkeypatch, cap
     with pytest.raises(RuntimeError, match="no working C\\+\\+ compiler"):
         make_heatmaps(wd1, ckpt1, device="cpu", seed=4, compile=True, strict=True)
     wd2, ckpt2, _ = _workdir(tmp_path / "b")
-    with caplog.at_level("WARNING", logger="mammokit.heatmaps.run"):
+    with caplog.at_level("WARNING", logger="mammokit.inference.heatmaps"):
         summary = make_heatmaps(wd2, ckpt2, device="cpu", seed=4, compile="auto")
     assert summary["done"] == eager["done"] == 4 and summary["failed"] == 0
     assert "torch.compile of the patch classifier failed" in caplog.text

@@ -36,12 +36,14 @@ from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
+from mammokit.views import view_kind
+
 if TYPE_CHECKING:  # torch is imported lazily so that sampling stays importable without it
     import torch
 
 RandomSource = Union[np.random.Generator, np.random.RandomState]
 
-__all__ = ["Window", "sample_window", "crop_windows", "window_noise", "view_kind"]
+__all__ = ["Window", "sample_window", "crop_windows", "window_noise"]
 
 
 @dataclass(frozen=True)
@@ -69,14 +71,6 @@ class Window:
     def box(self) -> tuple[int, int, int, int]:
         """``(top, bottom, left, right)``, the reference's ``borders`` order."""
         return (self.top, self.bottom, self.left, self.right)
-
-
-def view_kind(view: str) -> str:
-    """``"CC"`` or ``"MLO"`` for a view name such as ``"L-CC"`` (or a bare ``"CC"``)."""
-    kind = str(view).split("-")[-1]
-    if kind not in ("CC", "MLO"):
-        raise ValueError(f"unknown view {view!r}; expected L-CC, R-CC, L-MLO or R-MLO")
-    return kind
 
 
 def window_noise(preset) -> dict:

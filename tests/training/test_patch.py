@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mammokit.training.patches import BENIGN, MALIGNANT, NORMAL, PatchImage, patch_label, sample_patches
-from training_toy import make_toy_workdir
+from tests.helpers.training_toy import make_toy_workdir
 
 
 @pytest.fixture(scope="module")
