@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m mammokit.bench
+	$(BIN)/python -m benchmarks.bench
 
 clean:
 	rm -rf demo_out .pytest_cache

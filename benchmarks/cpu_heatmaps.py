@@ -1,6 +1,6 @@
 """CPU heatmap throughput and accuracy: mammokit's path vs the reference's scheme, interleaved.
 
-Run: ``.venv/bin/python benchmarks/cpu_heatmaps.py [--rows 900 1700] [--images 1_R_CC 2_L_CC]``.
+Run: ``.venv/bin/python -m benchmarks.cpu_heatmaps [--rows 900 1700] [--images 1_R_CC 2_L_CC]``.
 Prints a table and writes ``benchmarks/results/cpu-heatmaps.json``.
 
 Inputs: the real mammograms of ``../shared/data/real`` (``$MAMMOKIT_REAL_DATA``), cropped with
@@ -41,8 +41,9 @@ import numpy as np
 import torch
 
 from mammokit.data.images import read_image
-from mammokit.data.views import needs_flip
-from mammokit.heatmaps.sliding import compute_heatmaps, patch_starts, standardize_image
+from mammokit.views import needs_flip
+from mammokit.heatmaps import compute_heatmaps, patch_starts
+from mammokit.transforms import standardize_image
 from mammokit.models.patch import PatchDenseNet121
 from mammokit.preprocess.pipeline import preprocess_image
 

@@ -1,7 +1,7 @@
 """Idle-machine CPU heatmap comparison on one band of a real image (84 patches of 256 px, stride 70,
 DenseNet-121 TF-SAME, random weights, 2 threads): the reference scheme (float64 patches on the host,
 3 channels, batch 100) vs mammokit eager vs mammokit with torch.compile. Run:
-``.venv/bin/python benchmarks/cpu_heatmaps_compile.py``; prints the figures and writes
+``.venv/bin/python -m benchmarks.cpu_heatmaps_compile``; prints the figures and writes
 /tmp/cpu_cmp.json (the committed result is benchmarks/results/cpu-2core-heatmaps-idle.json)."""
 import json
 import os
@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from mammokit.data.images import read_image
-from mammokit.heatmaps.sliding import compute_heatmaps, patch_starts, standardize_image
+from mammokit.heatmaps import compute_heatmaps, patch_starts
+from mammokit.transforms import standardize_image
 from mammokit.models.patch import PatchDenseNet121
 from mammokit.preprocess.pipeline import preprocess_image
 torch.set_num_threads(2)

@@ -6,10 +6,10 @@ The authors' heatmap functions (``stride_list_generator``, ``patch_batch_prepare
 ``--reference-code DIR`` (mammokit does not ship their code); their model is torchvision's
 DenseNet-121 with 4 classes on 3 repeated channels, fp32, batch 100, as their run.sh. mammokit runs
 the same weights (first kernel folded to one channel) through ``compute_heatmaps`` eager and
-compiled (:func:`mammokit.heatmaps.sliding.compile_patch_model`), fp32. The shortened strides are
+compiled (:func:`mammokit.heatmaps.compile_patch_model`), fp32. The shortened strides are
 drawn from the same seed, so the heatmaps are directly comparable.
 
-    .venv/bin/python benchmarks/cpu_vs_reference.py --reference-code /path/to/breast_cancer_classifier \\
+    .venv/bin/python -m benchmarks.cpu_vs_reference --reference-code /path/to/breast_cancer_classifier \\
         -o benchmarks/results/cpu-2core-vs-reference.json
 
 Image: ``1_R_CC.png`` of ../shared/data/real (or ``MAMMOKIT_REAL_DATA``), cropped with the paper
@@ -29,9 +29,10 @@ import numpy as np
 import torch
 import torchvision
 
-from mammokit.bench import _cpu_model
+from benchmarks._common import cpu_model as _cpu_model
 from mammokit.data.images import read_image
-from mammokit.heatmaps.sliding import compile_patch_model, compute_heatmaps, num_patches, standardize_image
+from mammokit.heatmaps import compile_patch_model, compute_heatmaps, num_patches
+from mammokit.transforms import standardize_image
 from mammokit.models.patch import PatchDenseNet121
 from mammokit.preprocess.pipeline import preprocess_image
 from mammokit.utils.io import write_json_atomic

@@ -5,7 +5,7 @@
 #   pytest.log         GPU unit tests (tests selected by -k "cuda or gpu"), if any
 #   bench.log          the benchmark's progress and table
 #   patch_training/    logs + metrics of the briefly trained patch classifier (accuracy check)
-#   results/*.json     benchmark results: <gpu-name>-paper.json (and -small.json with PRESETS)
+#   results/bench-cuda.json  benchmark results (python -m benchmarks.bench)
 # Budget: about 7-8 minutes of wall time (hard caps below: 90 s tests, ~440 s patch training, 450 s bench;
 # typical: 60 s, 150 s, 250 s).
 # It never changes GPU settings (no nvidia-smi -pm/-lgc/-mig...) and uses no managed memory.
@@ -77,29 +77,17 @@ elif [ "${TRAIN_PATCH:-1}" = 1 ]; then
   fi
 fi
 
-# 4. Benchmark: paper (+ small with PRESETS="--preset paper --preset small"), the library heatmap
-# path compiled (one compile per dtype, reused by the pipeline stage), fp16 timed beside bf16,
-# 100-exam stream. --time-budget makes later stages skip (recorded in the JSON) rather than overrun.
+# 4. Benchmark through the library functions the CLI calls (python -m benchmarks.bench): paper
+# preset, heatmaps compiled, fp16 beside bf16, both models with 10 TTA, `mammokit run` over the
+# exams, one training epoch. EXAMS sizes the data set (synthesis runs on every CPU core first).
 RESULTS="$OUT/results"
 mkdir -p "$RESULTS"
-timeout "${BENCH_TIMEOUT:-450}" "$PY" -m mammokit.bench --device cuda ${PRESETS:---preset paper} ${ABLATION:-} \
-  --stages "${STAGES:-heatmaps,predict,pipeline,train}" --compile --compile-targets patch --exams 100 --repeats 3 --warmup 1 --ablation-patches 2048 \
-  --compare-dtypes "${COMPARE_DTYPES:-fp16}" "${CKPT_ARGS[@]}" \
-  --time-budget "${BENCH_BUDGET:-360}" -o "$RESULTS/bench-cuda.json" 2>&1 | tee "$OUT/bench.log"
+CKPT_ARGS2=()
+[ ${#CKPT_ARGS[@]} -gt 0 ] && CKPT_ARGS2=(--patch-model "${CKPT_ARGS[1]}")
+timeout "${BENCH_TIMEOUT:-450}" "$PY" -m benchmarks.bench --device cuda --preset "${PRESET:-paper}" \
+  --stages "${STAGES:-heatmaps,predict,pipeline,train}" --compile on --exams "${EXAMS:-100}" --repeats 3 --warmup 1 \
+  --compare-dtypes "${COMPARE_DTYPES:-fp16,bf16}" "${CKPT_ARGS2[@]}" -o "$RESULTS/bench-cuda.json" 2>&1 | tee "$OUT/bench.log"
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || echo "!! bench exited with rc $rc (124 = timed out)"
-# Split into the per-preset files of benchmarks/results/<device-name>-<preset>.json as well.
-"$PY" - "$RESULTS/bench-cuda.json" "$RESULTS" <<'PYEOF' || true
-import json, sys
-from pathlib import Path
-src, out = Path(sys.argv[1]), Path(sys.argv[2])
-if src.exists():
-    doc = json.loads(src.read_text())
-    name = doc["environment"]["device"]["device_name"]
-    for preset, res in doc["presets"].items():
-        p = out / f"{name}-{preset}.json"
-        p.write_text(json.dumps({**doc, "presets": {preset: res}}, indent=1) + "\n")
-        print("wrote", p)
-PYEOF
 echo "== gpu_check done in $(( $(date +%s) - T0 )) s; results in $OUT"
 ls -la "$OUT" "$RESULTS"

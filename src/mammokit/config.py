@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from mammokit.errors import UsageError
+from mammokit.errors import InputFileError, UsageError
 from mammokit.views import VIEWS, view_kind
 
 __all__ = [
@@ -81,7 +81,7 @@ class Preset:
 def scaled_preset(name: str, scale: float, patch_arch: str | None = None) -> Preset:
     """Build a preset whose every pixel quantity is the paper's times ``scale``."""
     if not 0 < scale <= 1:
-        raise ValueError(f"scale must be in (0, 1], got {scale}")
+        raise UsageError(f"scale must be in (0, 1], got {scale}")
     return Preset(
         name=name,
         scale=scale,
@@ -110,7 +110,7 @@ def preset_from_dict(config: dict) -> Preset:
     fields = {f.name for f in dataclasses.fields(Preset)}
     unknown = sorted(set(config) - fields)
     if unknown:
-        raise ValueError(f"not a preset: unknown field(s) {', '.join(unknown)}")
+        raise InputFileError(f"not a preset: unknown field(s) {', '.join(unknown)}")
     return Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
 
 
@@ -131,10 +131,10 @@ def workdir_preset(meta: dict, where: object = "exams.json") -> Preset:
         try:
             return preset_from_dict(config)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: unreadable preset_config ({exc})") from None
+            raise InputFileError(f"{where}: unreadable preset_config ({exc})") from None
     if meta.get("preset"):
         return get_preset(meta["preset"])
-    raise ValueError(f"{where}: no preset recorded (run `mammokit preprocess` to make this work folder)")
+    raise InputFileError(f"{where}: no preset recorded (run `mammokit preprocess` to make this work folder)")
 
 
 def get_preset(name_or_preset: str | Preset) -> Preset:

@@ -40,7 +40,7 @@ def quick_demo(tmp_path_factory):
 def test_quick_demo_writes_every_artefact(quick_demo):
     out, summary = quick_demo
     on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["format"] == "mammokit.workflows.demo.summary"
+    assert on_disk["format"] == "mammokit.demo.summary"
     assert on_disk["settings"]["name"] == "quick" and on_disk["settings"]["n_exams"] == QUICK.n_exams
     assert set(on_disk["models"]) == {key for key, *_ in MODEL_ROWS}
     for key, inputs, variant, kind in MODEL_ROWS:

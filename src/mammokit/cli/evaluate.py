@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mammokit.cli import CLIError
+from mammokit.errors import UsageError
 
 ORDER = 70
 
@@ -88,7 +88,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     labels = args.labels
     if labels is None:
         if len(files) < 2:
-            raise CLIError("no labels: give --labels LABELS or PREDICTIONS... LABELS (labels last)")
+            raise UsageError("no labels: give --labels LABELS or PREDICTIONS... LABELS (labels last)")
         labels = files.pop()
     result = evaluate(
         files, labels, population=args.population, bootstrap=args.bootstrap, seed=args.seed,
@@ -104,7 +104,7 @@ def _reader_study(args: argparse.Namespace) -> int:
     from mammokit.evaluation.reader_study import reader_study, reader_study_markdown
 
     if args.nyu_csv is None and not (args.readers and args.model and args.labels):
-        raise CLIError("give --readers, --model and --labels, or --nyu-csv")
+        raise UsageError("give --readers, --model and --labels, or --nyu-csv")
     result = reader_study(
         args.readers, args.model, args.labels, nyu_csv=args.nyu_csv, model_column=args.model_column,
         scale=args.scale, lam=args.lam, out_dir=args.out,

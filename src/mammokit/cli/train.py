@@ -90,7 +90,7 @@ def _report(summary: dict, what: str) -> int:
 
 
 def _train(args) -> int:
-    from mammokit.cli import CLIError
+    from mammokit.errors import UsageError
     from mammokit.training.breast import resume_breast, train_breast
     from mammokit.training.config import TrainConfig
 
@@ -100,14 +100,14 @@ def _train(args) -> int:
         return _report(resume_breast(args.resume, **overrides), "training")
     missing = [f"--{k}" if k != "workdir" else "WORKDIR" for k in ("workdir", "labels", "out") if k not in given]
     if missing:
-        raise CLIError(f"missing {', '.join(missing)} (or --resume RUN)")
+        raise UsageError(f"missing {', '.join(missing)} (or --resume RUN)")
     return _report(train_breast(TrainConfig(**given)), "training")
 
 
 def _train_patch(args) -> int:
-    from mammokit.cli import CLIError
-    from mammokit.training.patch import resume_patch, train_patch_config
+    from mammokit.errors import UsageError
     from mammokit.training.config import PatchTrainConfig
+    from mammokit.training.patch import resume_patch, train_patch_config
 
     given = _given(args, _PATCH_KEYS)
     if args.resume:
@@ -116,5 +116,5 @@ def _train_patch(args) -> int:
     flags = {"workdir": "WORKDIR", "masks_dir": "--masks", "labels": "--labels", "out": "--out"}
     missing = [flag for k, flag in flags.items() if k not in given]
     if missing:
-        raise CLIError(f"missing {', '.join(missing)} (or --resume RUN)")
+        raise UsageError(f"missing {', '.join(missing)} (or --resume RUN)")
     return _report(train_patch_config(PatchTrainConfig(**given)), "patch training")

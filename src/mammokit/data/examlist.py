@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mammokit.config import VIEWS
-from mammokit.errors import InputFileError
+from mammokit.errors import InputFileError, MissingFileError
 from mammokit.utils.io import write_bytes_atomic, write_json_atomic
 
 FORMAT = "mammokit.exams"
@@ -65,7 +65,7 @@ def load_exams(path: str | Path) -> tuple[list[dict], dict]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no exam list here (run `mammokit preprocess` first)") from None
+        raise MissingFileError(f"{path}: no exam list here (run `mammokit preprocess` first)") from None
     except json.JSONDecodeError as exc:
         raise ExamListError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("exams"), list):
@@ -124,7 +124,7 @@ def image_field(exam: dict, field: str, view: str, index: int = 0) -> Any:
     try:
         return exam[field][view][index]
     except (KeyError, IndexError):
-        raise KeyError(f"exam {exam.get('exam_id', '?')}: no {field} for {view}[{index}]") from None
+        raise InputFileError(f"exam {exam.get('exam_id', '?')}: no {field} for {view}[{index}]") from None
 
 
 def set_image_field(exam: dict, field: str, view: str, index: int, value: Any) -> None:
@@ -181,7 +181,7 @@ def load_reference_pickle(path: str | Path) -> list[dict]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: exam list not found") from None
+        raise MissingFileError(f"{path}: exam list not found") from None
     try:
         obj = _PlainDataUnpickler(io.BytesIO(data)).load()
     except pickle.UnpicklingError as exc:
@@ -259,7 +259,7 @@ def import_reference_exam_list(
     log = get_logger(__name__)
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
-        raise FileNotFoundError(f"{image_dir}: image folder not found")
+        raise MissingFileError(f"{image_dir}: image folder not found")
     exams = load_reference_pickle(pickle_path)
     preset_obj = get_preset(preset)
     workdir = Path(workdir)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mammokit.data.images import read_image, write_png16
+from mammokit.errors import InputFileError, MissingFileError
 from mammokit.utils.io import atomic_path
 
 PNG_SCALE = 65535
@@ -66,21 +67,21 @@ def read_heatmap(path: str | Path) -> np.ndarray:
     if suffix == ".png":
         arr = read_image(path)
         if arr.dtype != np.uint16:
-            raise ValueError(f"{path}: a heatmap PNG must be 16-bit, got {arr.dtype}")
+            raise InputFileError(f"{path}: a heatmap PNG must be 16-bit, got {arr.dtype}")
         return arr.astype(np.float32) / PNG_SCALE
     if suffix in HDF5_EXTENSIONS:
         import h5py
 
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: heatmap not found")
+            raise MissingFileError(f"{path}: heatmap not found")
         try:
             with h5py.File(path, "r") as f:
                 if "image" not in f:
-                    raise ValueError(f"{path}: no dataset 'image' (not a reference heatmap)")
+                    raise InputFileError(f"{path}: no dataset 'image' (not a reference heatmap)")
                 data = f["image"][()]
         except OSError as exc:
-            raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
+            raise InputFileError(f"{path}: not a readable HDF5 file ({exc})") from None
         if data.ndim != 2:
-            raise ValueError(f"{path}: dataset 'image' must be 2-D, got shape {data.shape}")
+            raise InputFileError(f"{path}: dataset 'image' must be 2-D, got shape {data.shape}")
         return np.ascontiguousarray(data.T, dtype=np.float32)
-    raise ValueError(f"{path}: unknown heatmap format (expected .png or .hdf5)")
+    raise InputFileError(f"{path}: unknown heatmap format (expected .png or .hdf5)")

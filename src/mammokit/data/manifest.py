@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mammokit.config import LABEL_COLUMNS, VIEWS
-from mammokit.errors import InputFileError
-from mammokit.views import View, normalise_view_name
+from mammokit.errors import InputFileError, MissingFileError
 from mammokit.utils.io import write_csv_atomic
+from mammokit.views import View, normalise_view_name
 
 MANIFEST_REQUIRED = ("exam_id", "view", "path")
 MANIFEST_OPTIONAL = ("patient_id", "horizontal_flip", "split")
@@ -81,7 +81,7 @@ def image_name(exam_id: str, view: str, index: int = 0) -> str:
 
 def _read_csv(path: Path, kind: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     if not path.exists():
-        raise FileNotFoundError(f"{path}: {kind} not found")
+        raise MissingFileError(f"{path}: {kind} not found")
     try:
         # utf-8-sig: spreadsheets often save CSVs with a byte-order mark.
         text = path.read_text(encoding="utf-8-sig")

@@ -29,6 +29,7 @@ from pathlib import Path
 from mammokit.config import VIEWS
 from mammokit.data.images import PNG_SIGNATURE, ImageReadError, is_dicom_file
 from mammokit.data.manifest import ManifestRow, write_manifest
+from mammokit.errors import InputFileError, MissingFileError
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.log import get_logger, progress
 
@@ -169,7 +170,7 @@ def scan(
     """
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"{root}: folder not found")
+        raise MissingFileError(f"{root}: folder not found")
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a folder")
     manifest_out = Path(manifest_out)
@@ -220,7 +221,7 @@ def scan(
     if strict:
         bad = [r for r in rejects if r.code == "unreadable"]
         if bad:
-            raise ValueError(f"{bad[0].path}: {bad[0].reason} ({len(bad)} unreadable files; see {rejects_path})")
+            raise InputFileError(f"{bad[0].path}: {bad[0].reason} ({len(bad)} unreadable files; see {rejects_path})")
     result = ScanResult(rows, rejects, len(paths), n_ignored, manifest_out, rejects_path, counts)
     by_view = Counter(r.view for r in rows)
     log.info(
@@ -239,6 +240,6 @@ def scan(
     if incomplete:
         log.info("%d exams lack at least one of the four views", incomplete)
     if not rows:
-        raise ValueError(f"{root}: no usable mammograms found ({len(rejects)} rejected, see {rejects_path})")
+        raise InputFileError(f"{root}: no usable mammograms found ({len(rejects)} rejected, see {rejects_path})")
     write_manifest(manifest_out, rows)
     return result

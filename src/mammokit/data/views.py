@@ -27,7 +27,13 @@ import numpy as np
 
 from mammokit.config import VIEWS, Preset
 from mammokit.errors import InputFileError, MissingFileError
-from mammokit.transforms import crop_windows, sample_window, standardize_windows_, to_model_frame, window_noise
+from mammokit.transforms import (
+    crop_windows,
+    sample_window,
+    standardize_windows_,
+    to_model_frame,
+    window_noise,
+)
 from mammokit.views import needs_flip
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mammokit.config import VIEWS
+from mammokit.errors import InputFileError, MissingDependencyError
 from mammokit.utils.log import get_logger, progress
 
 log = get_logger(__name__)
@@ -29,7 +30,7 @@ log = get_logger(__name__)
 UMAP_HINT = 'UMAP projections need the optional extra: pip install "mammokit[umap]" (umap-learn)'
 
 
-class MissingOptionalDependency(ValueError):
+class MissingOptionalDependency(MissingDependencyError):
     """An optional extra is not installed (the message says which ``pip install`` fixes it)."""
 
 
@@ -50,7 +51,7 @@ def project_umap(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, min
     umap = require_umap()
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] < 3:
-        raise ValueError(f"UMAP needs a [N, D] array with N >= 3 exams, got shape {x.shape}")
+        raise InputFileError(f"UMAP needs a [N, D] array with N >= 3 exams, got shape {x.shape}")
     reducer = umap.UMAP(
         n_components=2,
         metric="euclidean",
@@ -106,7 +107,7 @@ def extract_features(workdir: str | os.PathLike, model_ckpt: str | os.PathLike, 
             views = load_exam_views(workdir, exam, heatmaps=heatmaps, image_dir=image_dir)
             missing = [v for v in VIEWS if v not in views]
             if missing:
-                raise ValueError(f"no image for {', '.join(missing)}")
+                raise InputFileError(f"no image for {', '.join(missing)}")
             x = make_model_inputs(views, exam, preset, augment=False, device=device)
             with torch.no_grad():
                 feats = model.forward_features(x)
@@ -123,7 +124,7 @@ def extract_features(workdir: str | os.PathLike, model_ckpt: str | os.PathLike, 
         hids.append(torch.cat([hidden[g] for g in order], dim=1)[0].float().cpu().numpy())
     if not ids:
         reasons = "; ".join(f"{e}: {r}" for e, r in skipped[:3])
-        raise ValueError(f"{workdir}: no exam could be embedded ({reasons})")
+        raise InputFileError(f"{workdir}: no exam could be embedded ({reasons})")
     return ids, np.stack(cols), np.stack(hids), skipped
 
 
@@ -149,7 +150,7 @@ def exam_colours(exam_ids: list[str], labels=None, readers=None, scale=None) -> 
             if b:
                 mean[i] = max(b)
         if np.isnan(mean).all():
-            raise ValueError(f"{readers}: the readers scored none of the embedded exams")
+            raise InputFileError(f"{readers}: the readers scored none of the embedded exams")
         return np.nan_to_num(mean, nan=0.0), "readers' mean probability of malignancy", np.nan_to_num(mean, nan=0.0), False
     if labels is not None:
         from mammokit.evaluation.tables_io import read_labels

@@ -18,9 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
+from mammokit.errors import UsageError
 from mammokit.evaluation.bootstrap import bootstrap_ci, draw_group_resamples
-from mammokit.evaluation.results import EvaluationResult, MetricResult, ModelResult, StratumResult, TaskResult
-from mammokit.evaluation.metrics import METRICS, TASKS, UndefinedMetricError, check_two_classes, flatten_breasts
+from mammokit.evaluation.metrics import (
+    METRICS,
+    TASKS,
+    UndefinedMetricError,
+    check_two_classes,
+    flatten_breasts,
+)
+from mammokit.evaluation.results import (
+    EvaluationResult,
+    MetricResult,
+    ModelResult,
+    StratumResult,
+    TaskResult,
+)
 from mammokit.evaluation.tables_io import (
     EvaluationInputError,
     ExamTable,
@@ -48,7 +61,7 @@ def select_population(labels: ExamTable, population: str) -> tuple[list[bool], s
             return keep, "exams with biopsied == 1"
         keep = [any(labels.values[c][i] == 1 for c in labels.values) for i in range(n)]
         return keep, "exams with at least one positive (benign or malignant) label (no 'biopsied' column)"
-    raise ValueError(f"unknown population {population!r}; choose screening, biopsied or all")
+    raise UsageError(f"unknown population {population!r}; choose screening, biopsied or all")
 
 
 def _metric(y_true, y_score, groups, name, n_boot, resamples) -> MetricResult:
@@ -91,7 +104,7 @@ def score_tasks(
 def _model_names(paths: list[Path], names: Sequence[str] | None) -> list[str]:
     if names:
         if len(names) != len(paths):
-            raise ValueError(f"got {len(names)} name(s) for {len(paths)} predictions file(s); give one per file")
+            raise UsageError(f"got {len(names)} name(s) for {len(paths)} predictions file(s); give one per file")
         out = list(names)
     else:
         out = [p.stem for p in paths]
@@ -100,7 +113,7 @@ def _model_names(paths: list[Path], names: Sequence[str] | None) -> list[str]:
             out = [f"{p.parent.name}/{p.stem}" for p in paths]
     dups = sorted({n for n in out if out.count(n) > 1})
     if dups:
-        raise ValueError(f"model names must be unique; repeated: {', '.join(dups)} (give names / --name)")
+        raise UsageError(f"model names must be unique; repeated: {', '.join(dups)} (give names / --name)")
     return out
 
 
@@ -133,15 +146,15 @@ def evaluate(
             ``by`` column; every message names the file.
     """
     if bootstrap < 0:
-        raise ValueError(f"bootstrap must be >= 0, got {bootstrap}")
+        raise UsageError(f"bootstrap must be >= 0, got {bootstrap}")
     paths = [Path(predictions)] if isinstance(predictions, (str, os.PathLike)) else [Path(p) for p in predictions]
     if not paths:
-        raise ValueError("no predictions files given")
+        raise UsageError("no predictions files given")
     model_names = _model_names(paths, names)
     pops = list(POPULATIONS) if population == "all" else [population]
     for p in pops:
         if p not in POPULATIONS:
-            raise ValueError(f"unknown population {population!r}; choose screening, biopsied or all")
+            raise UsageError(f"unknown population {population!r}; choose screening, biopsied or all")
 
     lab = read_labels(labels)
     if split is not None:

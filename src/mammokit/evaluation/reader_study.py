@@ -30,8 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mammokit.errors import MissingFileError, UsageError
 from mammokit.evaluation.metrics import UndefinedMetricError, pr_auc, roc_auc
-from mammokit.evaluation.tables_io import EvaluationInputError, read_labels, read_predictions
+from mammokit.evaluation.tables_io import (
+    EvaluationInputError,
+    read_labels,
+    read_predictions,
+)
 from mammokit.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -118,7 +123,7 @@ def detect_scale(values: Sequence[float], path: str | Path = "readers") -> tuple
 
 def _open_rows(path: Path, required: tuple[str, ...], what: str) -> list[dict[str, str]]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} file not found")
+        raise MissingFileError(f"{path}: {what} file not found")
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -170,7 +175,7 @@ def read_breast_scores(path: str | Path) -> dict[Breast, float]:
     """Model scores from a predictions CSV (malignant columns) or ``exam_id,breast,probability``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: model predictions file not found")
+        raise MissingFileError(f"{path}: model predictions file not found")
     with open(path, newline="", encoding="utf-8-sig") as f:
         header = [h.strip() for h in (next(csv.reader(f), []))]
     if "left_malignant" in header:
@@ -230,13 +235,13 @@ def load_reader_study(
     """Read and cross-check the inputs; readers converted to 0-1."""
     if nyu_csv is not None:
         if readers or model_predictions or labels:
-            raise ValueError("give either nyu_csv or readers + model predictions + labels, not both")
+            raise UsageError("give either nyu_csv or readers + model predictions + labels, not both")
         lab, model, reads = read_nyu_csv(nyu_csv, model_column)
         src = Path(nyu_csv)
         model_src, labels_src = src, src
     else:
         if not (readers and model_predictions and labels):
-            raise ValueError("a reader study needs readers, model predictions and labels (or nyu_csv)")
+            raise UsageError("a reader study needs readers, model predictions and labels (or nyu_csv)")
         reads = read_readers(readers)
         model = read_breast_scores(model_predictions)
         table = read_labels(labels, columns=("left_malignant", "right_malignant"))
@@ -251,7 +256,7 @@ def load_reader_study(
         scale, how = detect_scale(all_values, src)
     else:
         if scale not in (1, 100):
-            raise ValueError(f"scale must be 1 or 100, got {scale}")
+            raise UsageError(f"scale must be 1 or 100, got {scale}")
         how = "given"
     over = [(rid, k, v) for rid, r in reads.items() for k, v in r.items() if v > scale]
     if over:
@@ -313,7 +318,7 @@ def analyse_reader_study(
 ) -> ReaderStudyResult:
     """Per-reader, model and hybrid metrics; the lambda sweep per reader."""
     if not 0 <= lam <= 1:
-        raise ValueError(f"lambda must be in [0, 1], got {lam}")
+        raise UsageError(f"lambda must be in [0, 1], got {lam}")
     lambdas = np.asarray(DEFAULT_LAMBDAS if lambdas is None else lambdas, dtype=float)
     keys = list(data.labels)
     y = np.asarray([data.labels[k] for k in keys])

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mammokit.config import LABEL_COLUMNS
+from mammokit.errors import InputFileError, MissingFileError
 
 
-class EvaluationInputError(ValueError):
+class EvaluationInputError(InputFileError):
     """A malformed or inconsistent evaluation input (the message names the file and problem)."""
 
 
@@ -41,7 +42,7 @@ class ExamTable:
 def _read_rows(path: Path, what: str) -> tuple[list[str], list[dict[str, str]]]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} file not found")
+        raise MissingFileError(f"{path}: {what} file not found")
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None:
@@ -123,7 +124,7 @@ def read_labels(path: str | Path, columns: tuple[str, ...] = LABEL_COLUMNS) -> E
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: labels file not found")
+        raise MissingFileError(f"{path}: labels file not found")
     try:
         records = read_label_records(path, required=columns)
     except ManifestError as exc:

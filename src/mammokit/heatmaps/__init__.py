@@ -6,9 +6,20 @@ loads checkpoints or files. The work-folder stage (``mammokit heatmaps``) is
 :mod:`mammokit.data.heatmap_io`.
 """
 
-from mammokit.heatmaps.grid import heatmaps_from_probabilities, num_patches, patch_grid, patch_starts, stride_list
+from mammokit.heatmaps.grid import (
+    heatmaps_from_probabilities,
+    num_patches,
+    patch_grid,
+    patch_starts,
+    stride_list,
+)
 from mammokit.heatmaps.patches import patch_probabilities_many
-from mammokit.heatmaps.sliding import compile_patch_model, compute_heatmaps, compute_heatmaps_many, default_batch_size
+from mammokit.heatmaps.sliding import (
+    compile_patch_model,
+    compute_heatmaps,
+    compute_heatmaps_many,
+    default_batch_size,
+)
 
 __all__ = [
     "compile_patch_model",

@@ -27,7 +27,12 @@ from mammokit.data.examlist import iter_images, load_exams, save_exams, set_imag
 from mammokit.data.heatmap_io import write_heatmap_hdf5, write_heatmap_png
 from mammokit.data.images import read_image
 from mammokit.errors import InputFileError, MammokitError, MissingFileError, UsageError
-from mammokit.heatmaps import compile_patch_model, compute_heatmaps_many, default_batch_size, num_patches
+from mammokit.heatmaps import (
+    compile_patch_model,
+    compute_heatmaps_many,
+    default_batch_size,
+    num_patches,
+)
 from mammokit.transforms import from_model_frame, standardize_image, to_model_frame
 from mammokit.utils.device import dtype_name, resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic

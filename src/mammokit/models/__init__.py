@@ -9,7 +9,11 @@ authors' published weight files.
 
 from mammokit.models._factory import create_model, list_models, model_entrypoint
 from mammokit.models._registry import register_model
-from mammokit.models.breast import BreastModel, init_columns_from, probabilities_from_logits
+from mammokit.models.breast import (
+    BreastModel,
+    init_columns_from,
+    probabilities_from_logits,
+)
 from mammokit.models.checkpoint import (
     CheckpointError,
     Ensemble,

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from mammokit.errors import InputFileError, MissingFileError
 from mammokit.models._factory import create_model
 from mammokit.utils.io import atomic_path
 
@@ -29,7 +30,7 @@ FORMAT = "mammokit.checkpoint"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputFileError):
     """A checkpoint that cannot be read or does not fit its model (names the file and the problem)."""
 
 
@@ -164,7 +165,7 @@ class Ensemble(nn.Module):
 def _sniff(path: Path) -> None:
     """Raise a clear error when ``path`` is not a safetensors file (e.g. a torch.save pickle)."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
+        raise MissingFileError(f"{path}: checkpoint not found")
     with open(path, "rb") as f:
         head = f.read(9)
     # safetensors: an 8-byte little-endian header length, then the JSON header. Check this first:

@@ -28,8 +28,13 @@ import torch
 import torch.nn as nn
 
 from mammokit.config import PRESETS
+from mammokit.errors import MissingFileError, UsageError
 from mammokit.models._factory import create_model
-from mammokit.models.checkpoint import CheckpointError, load_state_strict, save_checkpoint
+from mammokit.models.checkpoint import (
+    CheckpointError,
+    load_state_strict,
+    save_checkpoint,
+)
 from mammokit.models.patch import _fix_densenet_keys, fold_input_channels
 from mammokit.utils.log import get_logger
 
@@ -52,7 +57,7 @@ def load_reference_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: weight file not found")
+        raise MissingFileError(f"{path}: weight file not found")
     with open(path, "rb") as f:
         head = f.read(9)
     if len(head) == 9 and head[8:9] == b"{":
@@ -170,7 +175,7 @@ def reference_model(
     if kind == "auto":
         kind = detect_kind(sd, where)
     if kind not in KINDS:
-        raise ValueError(f"unknown weight kind {kind!r}; choose one of {KINDS} or auto")
+        raise UsageError(f"unknown weight kind {kind!r}; choose one of {KINDS} or auto")
     if kind == "patch":
         if "classifier.weight" not in sd:
             raise ConversionError(f"{where}: no classifier.weight: not a densenet121 state dict")

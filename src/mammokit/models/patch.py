@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.densenet import DenseNet
 
+from mammokit.errors import InputFileError, MissingFileError, UsageError
 from mammokit.models._registry import register_model
 from mammokit.utils.log import get_logger
 
@@ -141,7 +142,7 @@ class PatchDenseNet121(DenseNet):
     ) -> None:
         super().__init__(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, num_classes=num_classes)
         if in_chans not in (1, 3):
-            raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
+            raise UsageError(f"in_chans must be 1 or 3, got {in_chans}")
         self.num_classes, self.in_chans = num_classes, in_chans
         if imagenet_weights is not None:
             self._load_imagenet(Path(imagenet_weights))
@@ -167,15 +168,15 @@ class PatchDenseNet121(DenseNet):
 
     def _load_imagenet(self, path: Path) -> None:
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: ImageNet weights file not found")
+            raise MissingFileError(f"{path}: ImageNet weights file not found")
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle errors of many kinds: name the file
-            raise ValueError(f"{path}: not a loadable PyTorch state dict ({exc})") from None
+            raise InputFileError(f"{path}: not a loadable PyTorch state dict ({exc})") from None
         if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
             sd = sd["state_dict"]
         if not isinstance(sd, dict):
-            raise ValueError(f"{path}: expected a densenet121 state dict, got {type(sd).__name__}")
+            raise InputFileError(f"{path}: expected a densenet121 state dict, got {type(sd).__name__}")
         sd = {k.removeprefix("module."): v for k, v in _fix_densenet_keys(sd).items()}
         sd = {k: v for k, v in sd.items() if not k.startswith("classifier.")}  # new head
         own = self.state_dict()
@@ -187,7 +188,7 @@ class PatchDenseNet121(DenseNet):
         unexpected = sorted(k for k in sd if k not in own)
         bad = sorted(k for k in sd if k in own and sd[k].shape != own[k].shape)
         if missing or unexpected or bad:
-            raise ValueError(
+            raise InputFileError(
                 f"{path}: not torchvision densenet121 weights (missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}, wrong shapes {bad[:5]})"
             )
@@ -213,7 +214,7 @@ SPLIT_LEVELS = {1: 4, 2: 8, 3: 16}
 
 def _split_densenet(model: DenseNet, level: int) -> tuple[nn.Sequential, _Head, int]:
     if level not in SPLIT_LEVELS:
-        raise ValueError(f"split level must be one of {sorted(SPLIT_LEVELS)}, got {level}")
+        raise UsageError(f"split level must be one of {sorted(SPLIT_LEVELS)}, got {level}")
     trunk: list[tuple[str, nn.Module]] = []
     rest: list[tuple[str, nn.Module]] = []
     target = f"transition{level}"

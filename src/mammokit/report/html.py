@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mammokit.config import LABEL_COLUMNS, VIEWS
+from mammokit.errors import InputFileError, MissingFileError
 from mammokit.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -89,7 +90,7 @@ def _read_heatmap(path: Path) -> np.ndarray:
 
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if arr is None:
-        raise ValueError(f"{path}: cannot read heatmap")
+        raise InputFileError(f"{path}: cannot read heatmap")
     return arr.astype(np.float32) / 65535.0
 
 
@@ -203,7 +204,7 @@ def _markdown_to_html(text: str, folder: Path) -> str:
 
 def _eval_section(eval_dir: Path) -> str:
     if not eval_dir.is_dir():
-        raise FileNotFoundError(f"{eval_dir}: evaluation folder not found")
+        raise MissingFileError(f"{eval_dir}: evaluation folder not found")
     parts, used = [], set()
     for md in ("evaluation.md", "reader_study.md"):
         p = eval_dir / md
@@ -216,7 +217,7 @@ def _eval_section(eval_dir: Path) -> str:
         if png.name not in used:
             parts.append(f'<div class="plot"><h4>{html.escape(png.name)}</h4><img src="{_file_data_uri(png)}" alt="{html.escape(png.stem)}"></div>')
     if not parts:
-        raise FileNotFoundError(f"{eval_dir}: no evaluation.md, reader_study.md or PNG plots in this folder")
+        raise MissingFileError(f"{eval_dir}: no evaluation.md, reader_study.md or PNG plots in this folder")
     return "\n".join(parts)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from mammokit.errors import UsageError
+
 PIXEL_MM = 0.085
 """Pixel spacing at full scale (mm)."""
 
@@ -80,7 +82,7 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.scale <= 1:
-            raise ValueError(f"scale must be in (0, 1], got {self.scale}")
+            raise UsageError(f"scale must be in (0, 1], got {self.scale}")
         for name in (
             "cancer_rate",
             "benign_rate",
@@ -93,16 +95,16 @@ class SynthConfig:
         ):
             value = getattr(self, name)
             if not 0 <= value <= 1:
-                raise ValueError(f"{name.replace('_', '-')} must be in [0, 1], got {value}")
+                raise UsageError(f"{name.replace('_', '-')} must be in [0, 1], got {value}")
         if not 0 < self.malignant_contrast <= 3:
-            raise ValueError(f"malignant_contrast must be in (0, 3], got {self.malignant_contrast}")
+            raise UsageError(f"malignant_contrast must be in (0, 3], got {self.malignant_contrast}")
         if len(self.splits) != 3 or any(s < 0 for s in self.splits) or abs(sum(self.splits) - 1) > 1e-6:
-            raise ValueError(f"splits must be three non-negative fractions summing to 1, got {self.splits}")
+            raise UsageError(f"splits must be three non-negative fractions summing to 1, got {self.splits}")
         for name in ("malignant_mix", "benign_mix"):
             mix = getattr(self, name)
             unknown = set(mix) - {"mass", "calcification", "asymmetry", "distortion"}
             if unknown or not mix or any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
-                raise ValueError(f"{name}: weights of mass/calcification/asymmetry/distortion, got {mix}")
+                raise UsageError(f"{name}: weights of mass/calcification/asymmetry/distortion, got {mix}")
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from mammokit.config import LABEL_COLUMNS, VIEWS
+from mammokit.errors import UsageError
 from mammokit.synth.config import MAX_12BIT, SynthConfig
 from mammokit.synth.plan import ExamPlan, plan_dataset
 from mammokit.synth.render import ViewRender, render_view
@@ -160,10 +161,10 @@ def generate(
         **settings,
     )
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UsageError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
+        raise UsageError(f"{out}: exists and is not a folder")
     start = time.perf_counter()
     plans = plan_dataset(n_exams, seed, cfg)
     log.info("generating %d synthetic exams (scale %g, seed %d) into %s", n_exams, scale, seed, out)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mammokit.errors import InputFileError, MissingFileError, UsageError
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.seed import rng_for
 
@@ -123,18 +124,18 @@ def synthetic_readers(
     """
     settings = settings or ReaderSettings()
     if settings.n_readers < 1:
-        raise ValueError(f"n_readers must be >= 1, got {settings.n_readers}")
+        raise UsageError(f"n_readers must be >= 1, got {settings.n_readers}")
     if not isinstance(findings, dict):
         path = Path(findings)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: findings file not found")
+            raise MissingFileError(f"{path}: findings file not found")
         findings = json.loads(path.read_text(encoding="utf-8"))
     consp = breast_conspicuity(findings)
     known = sorted({e for e, _ in consp})
     ids = known if exam_ids is None else [str(e) for e in exam_ids]
     missing = [e for e in ids if (e, "L") not in consp]
     if missing:
-        raise ValueError(f"findings lack {len(missing)} exam(s) of the study (e.g. {', '.join(missing[:5])})")
+        raise InputFileError(f"findings lack {len(missing)} exam(s) of the study (e.g. {', '.join(missing[:5])})")
     skills = reader_skills(settings)
     rows: list[dict] = []
     for e in ids:

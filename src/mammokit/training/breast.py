@@ -22,7 +22,6 @@ computation.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,9 +30,11 @@ import torch
 import torch.nn as nn
 
 from mammokit.config import LABEL_COLUMNS, Preset, workdir_preset
+from mammokit.errors import UsageError
 from mammokit.training import distributed as D
 from mammokit.training.common import (
     autocast,
+    load_run_config,
     loader_generator,
     resolve_device,
     set_determinism,
@@ -42,12 +43,16 @@ from mammokit.training.common import (
     write_run_config,
 )
 from mammokit.training.config import TrainConfig
-from mammokit.training.datasets import ExamDataset, PreparedData, collate_exams, prepare_data
-from mammokit.training.early_stopping import EarlyStopping
+from mammokit.training.datasets import (
+    ExamDataset,
+    PreparedData,
+    collate_exams,
+    prepare_data,
+)
+from mammokit.training.engine import LoopSettings, TrainLoop, check_run_folder, unwrap
 from mammokit.training.losses import breast_loss, l2_param_groups
-from mammokit.training.metrics import MetricsWriter, cancer_metrics, multiclass_metrics
+from mammokit.training.metrics import cancer_metrics, multiclass_metrics
 from mammokit.training.sampling import batches, epoch_sample, shard
-from mammokit.training.state import capture_rng, load_state, restore_rng, save_state
 from mammokit.utils.log import get_logger, progress
 from mammokit.utils.seed import derive_seed
 
@@ -124,10 +129,6 @@ def _to_device(views: dict[str, torch.Tensor], device: torch.device, channels_la
     return {v: x.to(device, non_blocking=True).contiguous(memory_format=fmt) for v, x in views.items()}
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def sync_buffers(model: nn.Module, ctx: D.DistContext) -> None:
     """Give every rank rank 0's batch-norm running statistics. DDP broadcasts buffers at the start
     of each training forward, but the last forward of an epoch updates them locally; syncing
@@ -135,7 +136,7 @@ def sync_buffers(model: nn.Module, ctx: D.DistContext) -> None:
     if ctx.enabled:
         import torch.distributed as dist
 
-        for buf in _unwrap(model).buffers():
+        for buf in unwrap(model).buffers():
             dist.broadcast(buf, src=0)
 
 
@@ -174,7 +175,7 @@ def train_one_epoch(
         ``{"train_loss": mean loss per exam over the epoch, "stopped": 0 | 1}``.
     """
     model.train()
-    core = _unwrap(model)
+    core = unwrap(model)
     accum = accum if accum is not None else {"loss": 0.0, "n": 0}
     stopped = False
     bar = progress(loader, total=len(loader), desc=f"epoch {epoch}", disable=None if ctx.is_main else True)
@@ -226,7 +227,7 @@ def predict_dataset(
     """
     from mammokit.models.breast import probabilities_from_logits
 
-    core = _unwrap(model)
+    core = unwrap(model)
     core.eval()
     mine = list(range(ctx.rank, len(dataset), ctx.world_size))
     sampler = _Batches()
@@ -331,15 +332,62 @@ def resume_breast(run_dir: str | Path, **overrides: Any) -> dict[str, Any]:
     return train_breast(config, resume=True)
 
 
-def load_run_config(run_dir: str | Path, cls):
-    import json
+class _BreastHooks:
+    """The breast-level trainer's side of :class:`~mammokit.training.engine.TrainLoop`."""
 
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a mammokit run folder (no config.json)")
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    doc.pop("_resolved", None)
-    return cls.from_dict(doc)
+    def __init__(self, config, model, optimizer, device, ctx, loader, sampler, train_set, val_set, data, preset, cl):
+        self.config, self.model, self.optimizer, self.device, self.ctx = config, model, optimizer, device, ctx
+        self.loader, self.sampler, self.train_set, self.val_set = loader, sampler, train_set, val_set
+        self.biopsied = [r.biopsied for r in data.train]
+        self.preset, self.cl = preset, cl
+        self.sizes: list[int] = []
+        self.local_sizes: list[int] = []
+
+    def new_accum(self) -> dict:
+        return {"loss": 0.0, "n": 0}
+
+    def begin_epoch(self, epoch: int, start_step: int) -> int:
+        order = epoch_sample(self.biopsied, self.config.seed, epoch, self.config.sampling)
+        global_batches = batches(order, self.config.batch_size)
+        self.sizes = [len(b) for b in global_batches]
+        local = []
+        for b in global_batches[start_step:]:
+            part = shard(b, self.ctx.rank, self.ctx.world_size)
+            # An empty part (global batch smaller than the world) runs one exam with weight 0.
+            local.append(([(i, epoch) for i in part], len(part)) if part else ([(b[0], epoch)], 0))
+        self.sampler.items = [keys for keys, _ in local]
+        self.local_sizes = [w for _, w in local]
+        return len(global_batches)
+
+    def train_epoch(self, epoch: int, start_step: int, accum: dict, on_step) -> dict:
+        return train_one_epoch(
+            self.model, self.optimizer, self.loader, self.sizes, self.local_sizes, self.device, epoch=epoch,
+            start_step=start_step, ctx=self.ctx, amp=self.config.amp, channels_last=self.cl, accum=accum,
+            on_step=on_step,
+        )
+
+    def validate(self, epoch: int) -> dict:
+        return evaluate(self.model, self.val_set, self.device, self.config.task, ctx=self.ctx,
+                        batch_size=self.config.eval_batch_size, amp=self.config.amp, channels_last=self.cl,
+                        num_workers=0)
+
+    def throughput(self, train_time: float) -> dict:
+        n = sum(self.sizes)
+        return {"train_exams": n, "train_exams_per_s": round(n / max(train_time, 1e-9), 3)}
+
+    def save_checkpoints(self, epoch: int, row: dict, improved: bool) -> None:
+        from mammokit.models.checkpoint import save_checkpoint
+
+        run, config = Path(self.config.out), self.config
+        margs = model_args_for(config, self.preset)
+        extra = _checkpoint_extra(config, epoch, {k: v for k, v in row.items() if isinstance(v, (int, float))})
+        for name in (("best.safetensors", "last.safetensors") if improved else ("last.safetensors",)):
+            save_checkpoint(run / name, unwrap(self.model), arch=config.variant, model_args=margs,
+                            preset=self.preset, extra=extra)
+
+    def log_epoch(self, row: dict, improved: bool) -> None:
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val mean AUC %.4f%s", row["epoch"], row["train_loss"],
+                 row["val_loss"], row["val_mean_auc"], " (best)" if improved else "")
 
 
 def _train_single(config: TrainConfig, resume: bool) -> dict[str, Any]:
@@ -347,11 +395,7 @@ def _train_single(config: TrainConfig, resume: bool) -> dict[str, Any]:
     ctx = D.init_distributed(_device_type(config.device))
     device = resolve_device(config.device, ctx.local_rank)
     run = Path(config.out)
-    state_path = run / "state.pt"
-    if not resume and state_path.exists():
-        raise ValueError(f"{run}: a run already exists here; resume it with --resume {run} or choose another --out")
-    if resume and not state_path.exists() and not (run / "config.json").exists():
-        raise FileNotFoundError(f"{run}: nothing to resume (no state.pt)")
+    check_run_folder(run, resume)
 
     data, preset, image_dir = _load_data(config, ctx)
     if ctx.is_main:
@@ -370,118 +414,22 @@ def _train_single(config: TrainConfig, resume: bool) -> dict[str, Any]:
     if cl:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
-    es = EarlyStopping(config.patience)
-    history: list[dict] = []
-    epoch, start_step, accum = 0, 0, {"loss": 0.0, "n": 0}
+    settings = LoopSettings(config.epochs, config.patience, config.save_every, config.stop_after_steps, config.to_dict())
+    loop = TrainLoop(run, model, optimizer, settings, ctx, sync=lambda: sync_buffers(loop.model, ctx))
     # Each rank draws its own input noise; rank 0 of a single-process run keeps the seed's stream.
     torch.manual_seed(derive_seed(config.seed, "noise", ctx.rank) % 2**63)
-    finished = False
-    if resume and state_path.exists():
-        st = load_state(state_path)
-        _unwrap(model).load_state_dict(st["model"])
-        optimizer.load_state_dict(st["optimizer"])
-        es.load_state_dict(st["early_stopping"])
-        history = list(st["history"])
-        epoch, start_step, accum = int(st["epoch"]), int(st["step"]), dict(st["accum"])
-        finished = bool(st.get("finished", False))
-        rngs = st["rng"]
-        if len(rngs) == ctx.world_size:
-            restore_rng(rngs[ctx.rank])
-        else:
-            log.warning("resuming with %d processes, state has %d: input-noise streams reseeded", ctx.world_size, len(rngs))
-        log.info("resumed %s at epoch %d step %d", run, epoch, start_step)
-
+    if resume:
+        loop.load()
     if ctx.enabled:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        loop.model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     train_set = ExamDataset(data.train, config.workdir, preset, config.heatmaps, config.augment, config.seed, config.cache_images, image_dir)
     val_set = ExamDataset(data.val, config.workdir, preset, config.heatmaps, False, config.seed, config.cache_images, image_dir)
     sampler = _Batches()
     loader = make_loader(train_set, sampler, config, device, derive_seed(config.seed, "loader") % 2**63)
-    writer = MetricsWriter(run, enabled=ctx.is_main)
-    if ctx.is_main and history:
-        writer.write(history)  # a kill between state and metrics writes loses nothing
-    biopsied = [r.biopsied for r in data.train]
-    steps_done = 0
-    stopped = False
-
-    def save(next_epoch: int, next_step: int, acc: dict, done: bool = False) -> None:
-        sync_buffers(model, ctx)
-        rngs = D.all_gather_objects(capture_rng(), ctx)
-        if ctx.is_main:
-            save_state(state_path, model=_unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
-                       epoch=next_epoch, step=next_step, accum=dict(acc), early_stopping=es.state_dict(),
-                       history=history, rng=rngs, world_size=ctx.world_size, finished=done,
-                       config=config.to_dict())
-        D.barrier(ctx)
-
-    while not finished and epoch < config.epochs:
-        order = epoch_sample(biopsied, config.seed, epoch, config.sampling)
-        global_batches = batches(order, config.batch_size)
-        sizes = [len(b) for b in global_batches]
-        local = []
-        for b in global_batches[start_step:]:
-            part = shard(b, ctx.rank, ctx.world_size)
-            # An empty part (global batch smaller than the world) runs one exam with weight 0.
-            local.append(([(i, epoch) for i in part], len(part)) if part else ([(b[0], epoch)], 0))
-        sampler.items = [keys for keys, _ in local]
-        local_sizes = [w for _, w in local]
-
-        def on_step(step: int, acc: dict) -> bool:
-            nonlocal steps_done
-            steps_done += 1
-            last_of_epoch = step == len(global_batches) - 1
-            hit_stop = config.stop_after_steps is not None and steps_done >= config.stop_after_steps
-            if not last_of_epoch and ((step + 1) % config.save_every == 0 or hit_stop):
-                save(epoch, step + 1, acc)
-            return hit_stop and not last_of_epoch
-
-        t0 = time.perf_counter()
-        train_stats = train_one_epoch(
-            model, optimizer, loader, sizes, local_sizes, device, epoch=epoch, start_step=start_step,
-            ctx=ctx, amp=config.amp, channels_last=cl, accum=accum, on_step=on_step,
-        )
-        if train_stats["stopped"]:
-            stopped = True
-            break
-        train_time = time.perf_counter() - t0
-        sync_buffers(model, ctx)
-        t1 = time.perf_counter()
-        val = evaluate(model, val_set, device, config.task, ctx=ctx, batch_size=config.eval_batch_size,
-                       amp=config.amp, channels_last=cl, num_workers=0)
-        score = val["val_mean_auc"]
-        if not score == score:  # no label has both classes in validation: fall back to the loss
-            score = -val["val_loss"]
-        improved = es.step(score, epoch)
-        row = {"epoch": epoch, "train_loss": train_stats["train_loss"], **val, "score": score,
-               "best_score": es.best, "best_epoch": es.best_epoch, "train_exams": sum(sizes),
-               "train_time_s": round(train_time, 3), "val_time_s": round(time.perf_counter() - t1, 3),
-               "train_exams_per_s": round(sum(sizes) / max(train_time, 1e-9), 3)}
-        history.append(row)
-        if ctx.is_main:
-            from mammokit.models.checkpoint import save_checkpoint
-
-            margs = model_args_for(config, preset)
-            extra = _checkpoint_extra(config, epoch, {k: v for k, v in row.items() if isinstance(v, (int, float))})
-            if improved:
-                save_checkpoint(run / "best.safetensors", _unwrap(model), arch=config.variant, model_args=margs, preset=preset, extra=extra)
-            save_checkpoint(run / "last.safetensors", _unwrap(model), arch=config.variant, model_args=margs, preset=preset, extra=extra)
-        log.info("epoch %d: train loss %.4f, val loss %.4f, val mean AUC %.4f%s", epoch, row["train_loss"],
-                 val["val_loss"], val["val_mean_auc"], " (best)" if improved else "")
-        epoch, start_step, accum = epoch + 1, 0, {"loss": 0.0, "n": 0}
-        finished = es.should_stop or epoch >= config.epochs
-        save(epoch, 0, accum, done=finished)
-        if ctx.is_main:
-            writer.write(history, row)
-        if es.should_stop:
-            log.info("early stopping: no improvement for %d epochs (best epoch %d)", config.patience, es.best_epoch)
-        if config.stop_after_steps is not None and steps_done >= config.stop_after_steps and not finished:
-            stopped = True
-            break
-    writer.close()
-    D.barrier(ctx)
-    return {"best_score": es.best, "best_epoch": es.best_epoch, "epochs": epoch, "stopped": stopped,
-            "checkpoint": str(run / "best.safetensors"), "history": history}
+    hooks = _BreastHooks(config, loop.model, optimizer, device, ctx, loader, sampler, train_set, val_set, data, preset, cl)
+    summary = loop.run_epochs(hooks)
+    return {**summary, "checkpoint": str(run / "best.safetensors")}
 
 
 def _device_type(name: str | None) -> str:
@@ -503,7 +451,7 @@ def _train_ensemble(config: TrainConfig, resume: bool) -> dict[str, Any]:
     run = Path(config.out)
     ctx_main = D.init_distributed(_device_type(config.device)).is_main
     if not resume and (run / "config.json").exists():
-        raise ValueError(f"{run}: a run already exists here; resume it with --resume {run} or choose another --out")
+        raise UsageError(f"{run}: a run already exists here; resume it with --resume {run} or choose another --out")
     if ctx_main:
         run.mkdir(parents=True, exist_ok=True)
         write_run_config(run, config.to_dict())

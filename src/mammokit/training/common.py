@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
 
+from mammokit.errors import MissingFileError
 from mammokit.utils.device import autocast as device_autocast
 from mammokit.utils.device import resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic, write_json_atomic
 
 __all__ = ["autocast", "resolve_device", "use_channels_last", "set_determinism", "write_run_config", "write_excluded",
-           "loader_generator"]
+           "loader_generator", "load_run_config"]
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -50,3 +52,14 @@ def loader_generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+def load_run_config(run_dir: str | Path, cls):
+    """The config (a :class:`~mammokit.training.config.TrainConfig` or ``PatchTrainConfig``)
+    written in ``RUN/config.json`` by the run being resumed."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise MissingFileError(f"{path}: not a mammokit run folder (no config.json)")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc.pop("_resolved", None)
+    return cls.from_dict(doc)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mammokit.errors import UsageError
+
 PAPER_LR = 1e-5
 PAPER_BATCH_CANCER = 4
 PAPER_BATCH_BIRADS = 24
@@ -29,7 +31,7 @@ def normalise_variant(name: str) -> str:
     if key == "side_wise":
         key = "breast_wise"
     if key not in VARIANTS:
-        raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(v.replace('_', '-') for v in VARIANTS)}")
+        raise UsageError(f"unknown variant {name!r}; choose one of {', '.join(v.replace('_', '-') for v in VARIANTS)}")
     return key
 
 
@@ -46,7 +48,7 @@ class _ConfigMixin:
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+            raise UsageError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
         return cls(**d)
 
 
@@ -127,22 +129,22 @@ class TrainConfig(_ConfigMixin):
     def __post_init__(self) -> None:
         self.variant = normalise_variant(self.variant)
         if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose cancer or birads")
+            raise UsageError(f"unknown task {self.task!r}; choose cancer or birads")
         if self.batch_size is None:
             self.batch_size = PAPER_BATCH_BIRADS if self.task == "birads" else PAPER_BATCH_CANCER
         if self.sampling is None:
             self.sampling = "all" if self.task == "birads" else "biopsied"
         if self.sampling not in ("biopsied", "all"):
-            raise ValueError(f"sampling must be 'biopsied' or 'all', got {self.sampling!r}")
+            raise UsageError(f"sampling must be 'biopsied' or 'all', got {self.sampling!r}")
         for name in ("epochs", "batch_size", "patience", "save_every", "ensemble", "eval_batch_size"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise UsageError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.val_fraction is not None and not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+            raise UsageError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         self.workdir, self.labels, self.out = str(self.workdir), str(self.labels), str(self.out)
         if self.init is not None:
             self.init = str(self.init)
@@ -200,16 +202,16 @@ class PatchTrainConfig(_ConfigMixin):
 
     def __post_init__(self) -> None:
         if self.arch is not None and self.arch not in ("densenet121_patch", "patchnet_small"):
-            raise ValueError(f"unknown patch arch {self.arch!r}; choose densenet121_patch or patchnet_small")
+            raise UsageError(f"unknown patch arch {self.arch!r}; choose densenet121_patch or patchnet_small")
         for name in ("patches_per_class", "val_patches_per_class", "batch_size", "epochs", "patience", "save_every"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.lesion_fraction <= 1:
-            raise ValueError(f"lesion_fraction must be in (0, 1], got {self.lesion_fraction}")
+            raise UsageError(f"lesion_fraction must be in (0, 1], got {self.lesion_fraction}")
         if not 0 <= self.min_tissue_fraction <= 1:
-            raise ValueError(f"min_tissue_fraction must be in [0, 1], got {self.min_tissue_fraction}")
+            raise UsageError(f"min_tissue_fraction must be in [0, 1], got {self.min_tissue_fraction}")
         if self.patch_size is not None and self.patch_size < 8:
-            raise ValueError(f"patch_size must be >= 8, got {self.patch_size}")
+            raise UsageError(f"patch_size must be >= 8, got {self.patch_size}")
         self.workdir, self.masks_dir, self.labels, self.out = map(
             str, (self.workdir, self.masks_dir, self.labels, self.out)
         )

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mammokit.config import LABEL_COLUMNS, VIEWS, Preset
+from mammokit.errors import InputFileError, UsageError
 from mammokit.utils.log import get_logger
 from mammokit.utils.seed import rng_for
 
@@ -123,7 +124,7 @@ def split_by_patient(patients: list[str], val_fraction: float, seed: int) -> set
     unique = sorted(set(patients))
     n_val = max(1, int(round(len(unique) * val_fraction)))
     if n_val >= len(unique):
-        raise ValueError(f"val_fraction {val_fraction} leaves no training patients ({len(unique)} patients)")
+        raise UsageError(f"val_fraction {val_fraction} leaves no training patients ({len(unique)} patients)")
     rng = rng_for(seed, "val-split")
     return {unique[i] for i in rng.choice(len(unique), size=n_val, replace=False)}
 
@@ -170,7 +171,7 @@ def prepare_data(
         log.warning("excluding exam %s: %s", row["exam_id"], row["reason"])
 
     if val_fraction is None and not any(r.split for r in usable):
-        raise ValueError("the labels have no 'split' column (train/val): give --val-fraction to split by patient")
+        raise InputFileError("the labels have no 'split' column (train/val): give --val-fraction to split by patient")
     if val_fraction is not None:
         held = split_by_patient([r.patient_id for r in usable], val_fraction, seed)
         train = [r for r in usable if r.patient_id not in held]
@@ -179,9 +180,9 @@ def prepare_data(
         train = [r for r in usable if r.split in TRAIN_SPLITS]
         val = [r for r in usable if r.split in VAL_SPLITS]
     if not train:
-        raise ValueError("no usable training exams (check the labels' split column and excluded_exams.csv)")
+        raise InputFileError("no usable training exams (check the labels' split column and excluded_exams.csv)")
     if not val:
-        raise ValueError("no usable validation exams (split 'val' in the labels, or --val-fraction)")
+        raise InputFileError("no usable validation exams (split 'val' in the labels, or --val-fraction)")
     return PreparedData(train, val, excluded)
 
 

@@ -15,7 +15,6 @@ set that patch training uses.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +24,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mammokit.config import VIEWS, workdir_preset
+from mammokit.errors import InputFileError, MissingFileError, UsageError
+from mammokit.models.checkpoint import save_checkpoint
 from mammokit.training.common import (
     autocast,
+    load_run_config,
     resolve_device,
     set_determinism,
     use_channels_last,
     write_run_config,
 )
 from mammokit.training.config import PatchTrainConfig
-from mammokit.training.early_stopping import EarlyStopping
+from mammokit.training.engine import LoopSettings, TrainLoop, check_run_folder
 from mammokit.training.losses import l2_param_groups
-from mammokit.training.metrics import MetricsWriter, multiclass_metrics
-from mammokit.training.patches import CLASS_NAMES, PatchImage, extract_patch, load_patch_image, sample_patches
-from mammokit.transforms import augment_patch
+from mammokit.training.metrics import multiclass_metrics
+from mammokit.training.patches import (
+    CLASS_NAMES,
+    PatchImage,
+    extract_patch,
+    load_patch_image,
+    sample_patches,
+)
 from mammokit.training.sampling import batches
-from mammokit.training.state import capture_rng, load_state, restore_rng, save_state
+from mammokit.transforms import augment_patch
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.log import get_logger, progress
 from mammokit.utils.seed import derive_seed, rng_for
@@ -111,7 +118,7 @@ def train_one_epoch(
         accum["loss"] += float(loss.detach()) * len(y)
         accum["correct"] += int((logits.argmax(1) == y).sum())
         accum["n"] += len(y)
-        if on_step is not None and on_step(step, len(steps), accum):
+        if on_step is not None and on_step(step, accum):
             stopped = True
             break
     n = max(accum["n"], 1)
@@ -147,8 +154,6 @@ def train_patch(
 
 def resume_patch(run_dir: str | Path, **overrides: Any) -> dict[str, Any]:
     """Continue the patch run in ``run_dir`` (its ``config.json``; ``overrides`` e.g. device)."""
-    from mammokit.training.breast import load_run_config
-
     config = load_run_config(run_dir, PatchTrainConfig)
     config.stop_after_steps = None
     for key, value in overrides.items():
@@ -165,7 +170,7 @@ def _split_exams(config: PatchTrainConfig, exams: list[dict]) -> tuple[list[dict
     known = [e for e in exams if str(e.get("exam_id")) in labels]
     if config.val_fraction is not None or not any(labels[str(e["exam_id"])].get("split") for e in known):
         if config.val_fraction is None:
-            raise ValueError(f"{config.labels}: no split column (train/val); give --val-fraction to split by patient")
+            raise InputFileError(f"{config.labels}: no split column (train/val); give --val-fraction to split by patient")
         pid = {str(e["exam_id"]): str(labels[str(e["exam_id"])].get("patient_id") or e.get("patient_id") or e["exam_id"]) for e in known}
         held = split_by_patient(list(pid.values()), config.val_fraction, config.seed)
         return [e for e in known if pid[str(e["exam_id"])] not in held], [e for e in known if pid[str(e["exam_id"])] in held]
@@ -181,17 +186,14 @@ def train_patch_config(config: PatchTrainConfig, resume: bool = False) -> dict[s
     """
     from mammokit.data.examlist import load_exams
     from mammokit.models import create_model
-    from mammokit.models.checkpoint import save_checkpoint
 
     set_determinism(config.deterministic)
     device = resolve_device(config.device)
     run = Path(config.out)
-    state_path = run / "state.pt"
-    if not resume and state_path.exists():
-        raise ValueError(f"{run}: a run already exists here; resume it with --resume {run} or choose another --out")
+    check_run_folder(run, resume)
     workdir, masks_dir = Path(config.workdir), Path(config.masks_dir)
     if not masks_dir.is_dir():
-        raise FileNotFoundError(f"{masks_dir}: masks folder not found")
+        raise MissingFileError(f"{masks_dir}: masks folder not found")
     exams, meta = load_exams(workdir / "exams.json")
     preset = workdir_preset(meta, workdir / "exams.json")
     size = int(config.patch_size or preset.patch_size)
@@ -201,7 +203,7 @@ def train_patch_config(config: PatchTrainConfig, resume: bool = False) -> dict[s
     train_images, ex1 = load_patch_images(train_exams, workdir, masks_dir, image_dir)
     val_images, ex2 = load_patch_images(val_exams, workdir, masks_dir, image_dir)
     if not train_images or not val_images:
-        raise ValueError(f"{workdir}: no usable {'training' if not train_images else 'validation'} images for patch training")
+        raise InputFileError(f"{workdir}: no usable {'training' if not train_images else 'validation'} images for patch training")
     run.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(run / "excluded_images.csv", ex1 + ex2, ("exam_id", "image", "reason"))
     model_args = {"num_classes": len(CLASS_NAMES), "in_chans": 1}
@@ -211,83 +213,69 @@ def train_patch_config(config: PatchTrainConfig, resume: bool = False) -> dict[s
     val_items = sample_patches(val_images, config.val_patches_per_class, size, rng_for(config.seed, "val-patches"),
                                config.lesion_fraction, config.min_tissue_fraction)
     if len({it[3] for it in val_items}) < 2:
-        raise ValueError("validation images give patches of fewer than two classes: AUC undefined (check the masks)")
+        raise InputFileError("validation images give patches of fewer than two classes: AUC undefined (check the masks)")
 
     torch.manual_seed(derive_seed(config.seed, "init") % 2**63)
     build_args = dict(model_args)
     if config.imagenet_weights:
         if arch != "densenet121_patch":
-            raise ValueError("--imagenet-weights applies to densenet121_patch only")
+            raise UsageError("--imagenet-weights applies to densenet121_patch only")
         build_args["imagenet_weights"] = config.imagenet_weights
     model = create_model(arch, **build_args).to(device)
     if use_channels_last(device, config.channels_last):
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(l2_param_groups(model, config.weight_decay), lr=config.lr)
-    es = EarlyStopping(config.patience)
-    history: list[dict] = []
-    epoch, start_step, accum = 0, 0, None
+    settings = LoopSettings(config.epochs, config.patience, config.save_every, config.stop_after_steps, config.to_dict())
+    loop = TrainLoop(run, model, optimizer, settings)
     torch.manual_seed(derive_seed(config.seed, "train") % 2**63)
-    finished = False
-    if resume and state_path.exists():
-        st = load_state(state_path)
-        model.load_state_dict(st["model"])
-        optimizer.load_state_dict(st["optimizer"])
-        es.load_state_dict(st["early_stopping"])
-        history = list(st["history"])
-        epoch, start_step, accum = int(st["epoch"]), int(st["step"]), dict(st["accum"])
-        finished = bool(st.get("finished", False))
-        restore_rng(st["rng"][0])
-    writer = MetricsWriter(run)
-    if history:
-        writer.write(history)
-    steps_done, stopped = 0, False
+    if resume:
+        loop.load()
+    hooks = _PatchHooks(config, model, optimizer, device, train_images, val_images, val_items, size, arch,
+                        model_args, preset)
+    summary = loop.run_epochs(hooks)
+    return {**summary, "checkpoint": str(run / "best.safetensors")}
 
-    def save(next_epoch: int, next_step: int, acc: dict | None, done: bool = False) -> None:
-        save_state(state_path, model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=next_epoch,
-                   step=next_step, accum=dict(acc or {}), early_stopping=es.state_dict(), history=history,
-                   rng=[capture_rng()], world_size=1, finished=done, config=config.to_dict())
 
-    while not finished and epoch < config.epochs:
-        items = sample_patches(train_images, config.patches_per_class, size, rng_for(config.seed, "patches", epoch),
-                               config.lesion_fraction, config.min_tissue_fraction)
+class _PatchHooks:
+    """The patch trainer's side of :class:`~mammokit.training.engine.TrainLoop`."""
 
-        def on_step(step: int, n_steps: int, acc: dict) -> bool:
-            nonlocal steps_done
-            steps_done += 1
-            last = step == n_steps - 1
-            hit = config.stop_after_steps is not None and steps_done >= config.stop_after_steps
-            if not last and ((step + 1) % config.save_every == 0 or hit):
-                save(epoch, step + 1, acc)
-            return hit and not last
+    def __init__(self, config, model, optimizer, device, train_images, val_images, val_items, size, arch,
+                 model_args, preset):
+        self.config, self.model, self.optimizer, self.device = config, model, optimizer, device
+        self.train_images, self.val_images, self.val_items, self.size = train_images, val_images, val_items, size
+        self.arch, self.model_args, self.preset = arch, model_args, preset
+        self.items: list = []
 
-        t0 = time.perf_counter()
-        stats = train_one_epoch(model, optimizer, train_images, items, config, size, device, epoch, start_step, accum, on_step)
-        if stats["stopped"]:
-            stopped = True
-            break
-        train_time = time.perf_counter() - t0
-        val = evaluate(model, val_images, val_items, size, device, amp=config.amp)
-        improved = es.step(val["val_mean_auc"], epoch)
-        row = {"epoch": epoch, "train_loss": stats["train_loss"], "train_accuracy": stats["train_accuracy"], **val,
-               "best_score": es.best, "best_epoch": es.best_epoch, "train_patches": len(items),
-               "train_time_s": round(train_time, 3), "train_patches_per_s": round(len(items) / max(train_time, 1e-9), 1)}
-        history.append(row)
+    def new_accum(self) -> dict:
+        return {"loss": 0.0, "correct": 0, "n": 0}
+
+    def begin_epoch(self, epoch: int, start_step: int) -> int:
+        c = self.config
+        self.items = sample_patches(self.train_images, c.patches_per_class, self.size, rng_for(c.seed, "patches", epoch),
+                                    c.lesion_fraction, c.min_tissue_fraction)
+        return len(batches(self.items, c.batch_size))
+
+    def train_epoch(self, epoch: int, start_step: int, accum: dict, on_step) -> dict:
+        return train_one_epoch(self.model, self.optimizer, self.train_images, self.items, self.config, self.size,
+                               self.device, epoch, start_step, accum, on_step)
+
+    def validate(self, epoch: int) -> dict:
+        return evaluate(self.model, self.val_images, self.val_items, self.size, self.device, amp=self.config.amp)
+
+    def throughput(self, train_time: float) -> dict:
+        n = len(self.items)
+        return {"train_patches": n, "train_patches_per_s": round(n / max(train_time, 1e-9), 1)}
+
+    def save_checkpoints(self, epoch: int, row: dict, improved: bool) -> None:
+        c, run = self.config, Path(self.config.out)
         extra = {"epoch": epoch, "metrics": {k: v for k, v in row.items() if isinstance(v, (int, float))},
-                 "classes": list(CLASS_NAMES), "patch_size": size, "trainer": "mammokit.train_patch", "seed": config.seed,
-                 "lesion_fraction": config.lesion_fraction, "min_tissue_fraction": config.min_tissue_fraction}
-        if improved:
-            save_checkpoint(run / "best.safetensors", model, arch=arch, model_args=model_args, preset=preset, extra=extra)
-        save_checkpoint(run / "last.safetensors", model, arch=arch, model_args=model_args, preset=preset, extra=extra)
+                 "classes": list(CLASS_NAMES), "patch_size": self.size, "trainer": "mammokit.train_patch",
+                 "seed": c.seed, "lesion_fraction": c.lesion_fraction, "min_tissue_fraction": c.min_tissue_fraction}
+        for name in (("best.safetensors", "last.safetensors") if improved else ("last.safetensors",)):
+            save_checkpoint(run / name, self.model, arch=self.arch, model_args=self.model_args, preset=self.preset,
+                            extra=extra)
+
+    def log_epoch(self, row: dict, improved: bool) -> None:
         log.info("patch epoch %d: train loss %.4f, val loss %.4f, val AUC malignant %.3f benign %.3f normal %.3f%s",
-                 epoch, row["train_loss"], val["val_loss"], val["val_auc_malignant"], val["val_auc_benign"],
-                 val["val_auc_normal"], " (best)" if improved else "")
-        epoch, start_step, accum = epoch + 1, 0, None
-        finished = es.should_stop or epoch >= config.epochs
-        save(epoch, 0, None, done=finished)
-        writer.write(history, row)
-        if config.stop_after_steps is not None and steps_done >= config.stop_after_steps and not finished:
-            stopped = True
-            break
-    writer.close()
-    return {"best_score": es.best, "best_epoch": es.best_epoch, "epochs": epoch, "stopped": stopped,
-            "checkpoint": str(run / "best.safetensors"), "history": history}
+                 row["epoch"], row["train_loss"], row["val_loss"], row["val_auc_malignant"], row["val_auc_benign"],
+                 row["val_auc_normal"], " (best)" if improved else "")

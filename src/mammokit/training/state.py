@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mammokit.errors import InputFileError, MissingFileError
 from mammokit.utils.io import atomic_path
 
 STATE_FORMAT = "mammokit.train_state"
@@ -64,13 +65,13 @@ def load_state(path: str | Path) -> dict[str, Any]:
     """Read a state written by :func:`save_state` (``weights_only=True``: data only)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no training state to resume from")
+        raise MissingFileError(f"{path}: no training state to resume from")
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated / foreign file
-        raise ValueError(f"{path}: not a readable mammokit training state ({type(exc).__name__}: {exc})") from None
+        raise InputFileError(f"{path}: not a readable mammokit training state ({type(exc).__name__}: {exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path}: not a mammokit training state")
+        raise InputFileError(f"{path}: not a mammokit training state")
     if doc.get("version", 0) > STATE_VERSION:
-        raise ValueError(f"{path}: training state version {doc['version']} is newer than this mammokit")
+        raise InputFileError(f"{path}: training state version {doc['version']} is newer than this mammokit")
     return doc

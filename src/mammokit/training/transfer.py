@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from mammokit.errors import InputFileError
 from mammokit.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -35,7 +36,7 @@ def load_columns(model: nn.Module, source: nn.Module | dict[str, torch.Tensor], 
     missing = sorted(dst_cols - set(src))
     unexpected = sorted(set(src) - dst_cols)
     if missing or unexpected:
-        raise ValueError(f"{where}: column weights do not match (missing {missing[:4]}, unexpected {unexpected[:4]})")
+        raise InputFileError(f"{where}: column weights do not match (missing {missing[:4]}, unexpected {unexpected[:4]})")
     with torch.no_grad():
         for key in sorted(dst_cols):
             value = src[key]
@@ -45,7 +46,7 @@ def load_columns(model: nn.Module, source: nn.Module | dict[str, torch.Tensor], 
                         and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]:
                     value = value.repeat(1, target.shape[1], 1, 1)
                 else:
-                    raise ValueError(f"{where}: {key} has shape {tuple(value.shape)}, model needs {tuple(target.shape)}")
+                    raise InputFileError(f"{where}: {key} has shape {tuple(value.shape)}, model needs {tuple(target.shape)}")
             target.copy_(value.to(target.dtype))
     log.info("initialised %d column tensors from %s", len(dst_cols), where)
     return len(dst_cols)
@@ -61,6 +62,6 @@ def init_from_checkpoint(model: nn.Module, path: str | Path) -> dict:
         path = path / "best.safetensors"
     source, meta = load_model(path)
     if not hasattr(source, "columns"):
-        raise ValueError(f"{path}: not a breast-level model checkpoint (arch {meta.get('arch')!r}); --init needs one")
+        raise InputFileError(f"{path}: not a breast-level model checkpoint (arch {meta.get('arch')!r}); --init needs one")
     load_columns(model, source, where=str(path))
     return meta

@@ -11,7 +11,12 @@ This layer imports nothing of mammokit above ``views``, ``config``, ``errors`` a
 
 from mammokit.transforms.augment import augment_patch
 from mammokit.transforms.flip import from_model_frame, to_model_frame
-from mammokit.transforms.intensity import STD_FLOOR, standardize, standardize_image, standardize_windows_
+from mammokit.transforms.intensity import (
+    STD_FLOOR,
+    standardize,
+    standardize_image,
+    standardize_windows_,
+)
 from mammokit.transforms.window import Window, crop_windows, sample_window, window_noise
 
 __all__ = [

@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from mammokit.config import Preset, scaled_preset
+from mammokit.errors import UsageError
 from mammokit.utils.device import resolve_device
 from mammokit.utils.io import write_csv_atomic, write_json_atomic
 from mammokit.utils.log import get_logger
 
 log = get_logger(__name__)
 
-SUMMARY_FORMAT = "mammokit.workflows.demo.summary"
+SUMMARY_FORMAT = "mammokit.demo.summary"
 MODEL_ROWS = (
     ("image_only_single", "image-only", "view-wise", "single"),
     ("image_only_ensemble", "image-only", "view-wise", "ensemble"),
@@ -420,7 +421,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, seed: int = 0, d
     if run_info.is_file():
         previous = json.loads(run_info.read_text(encoding="utf-8"))
         if previous.get("settings") != s.to_dict() or previous.get("seed") != seed:
-            raise ValueError(
+            raise UsageError(
                 f"{out}: holds a demo made with other settings ({previous.get('settings', {}).get('name')}, "
                 f"seed {previous.get('seed')}); choose another --out or delete it")
     write_json_atomic(run_info, {"settings": s.to_dict(), "seed": seed})
