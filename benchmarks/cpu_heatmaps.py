@@ -192,10 +192,10 @@ def main(argv=None) -> int:
             img = bands[n]
             npatch = background_fraction(np.ones_like(img))[1]
             paths = [("reference", lambda: torch.from_numpy(reference_heatmaps(img, model3)))]
-            paths.append(("ours exact", lambda: compute_heatmaps(img, model, 256, 70, args.batch, "cpu", "fp32", 0)))
+            paths.append(("ours exact", lambda: compute_heatmaps(img, model, 256, 70, 0, batch_size=args.batch, device="cpu", dtype="fp32")))
             for k in args.levels:
                 paths.append((f"ours shared-{k}", lambda k=k: compute_heatmaps(
-                    img, model, 256, 70, args.batch, "cpu", "fp32", 0, approx_shared_layers=k)))
+                    img, model, 256, 70, 0, batch_size=args.batch, device="cpu", dtype="fp32", approx_shared_layers=k)))
             results = {}
             for label, fn in paths:  # ref first, then ours: interleaved per image and thread count
                 maps, wall, cpu = timed(fn)

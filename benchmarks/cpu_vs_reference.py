@@ -100,7 +100,7 @@ def main() -> None:
         paths.append(("reference", "reference (authors' code, fp32, 3ch, batch 100)", reference))
     paths.append((
         "eager", f"mammokit compute_heatmaps eager fp32 b{a.batch_size}",
-        lambda: compute_heatmaps(image, ours, 256, 70, a.batch_size, "cpu", "fp32", random.Random(0)).numpy(),
+        lambda: compute_heatmaps(image, ours, 256, 70, random.Random(0), batch_size=a.batch_size, device="cpu", dtype="fp32").numpy(),
     ))
     if not a.no_compile:
         t = time.perf_counter()
@@ -111,7 +111,7 @@ def main() -> None:
         print(f"compile: {compile_s:.0f} s", flush=True)
         paths.append((
             "compiled", f"mammokit compute_heatmaps compiled fp32 b{a.batch_size}",
-            lambda: compute_heatmaps(image, cm, 256, 70, a.batch_size, "cpu", "fp32", random.Random(0),
+            lambda: compute_heatmaps(image, cm, 256, 70, random.Random(0), batch_size=a.batch_size, device="cpu", dtype="fp32",
                                      channels_last=True, static_batch=True).numpy(),
         ))
     runs = {key: timed(label, fn) for key, label, fn in paths}

@@ -2,7 +2,14 @@
 
 import pytest
 
-from mammokit.config import PRESETS, get_preset, preset_for_scale, preset_from_dict, preset_of, workdir_preset
+from mammokit.config import (
+    PRESETS,
+    get_preset,
+    preset_for_scale,
+    preset_from_dict,
+    preset_of,
+    workdir_preset,
+)
 
 
 def test_paper_preset_has_the_papers_sizes():

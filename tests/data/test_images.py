@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from mammokit.data.images import ImageReadError, is_dicom_file, read_image, read_png8, write_png8, write_png16
+from mammokit.data.images import (
+    ImageReadError,
+    is_dicom_file,
+    read_image,
+    read_png8,
+    write_png8,
+    write_png16,
+)
 
 
 def test_png16_round_trip_exact(tmp_path):

@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from mammokit.cli import main
-from mammokit.data.dicom import write_dicom
+from mammokit.data.dicom_write import write_dicom
 from mammokit.data.images import read_image, write_png16
 from mammokit.data.manifest import manifest_to_exams, read_manifest
 from mammokit.data.scan import scan

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from mammokit.config import PRESETS
-from mammokit.transforms.window import crop_windows, sample_window, window_noise
 from mammokit.data.views import (
     ImageCache,
     MissingHeatmapsError,
@@ -18,6 +17,7 @@ from mammokit.data.views import (
     make_model_inputs,
 )
 from mammokit.errors import InputFileError
+from mammokit.transforms.window import crop_windows, sample_window, window_noise
 from mammokit.views import needs_flip
 from tests.helpers.workdir import make_workdir
 
@@ -26,13 +26,6 @@ TINY = PRESETS["tiny"]
 
 def _png(path):
     return cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.float32)
-
-
-def test_needs_flip_rules():
-    assert [needs_flip(v, "NO") for v in ("L-CC", "R-CC", "L-MLO", "R-MLO")] == [False, True, False, True]
-    assert [needs_flip(v, "YES") for v in ("L-CC", "R-CC", "L-MLO", "R-MLO")] == [True, False, True, False]
-    with pytest.raises(ValueError, match="horizontal_flip"):
-        needs_flip("L-CC", "MAYBE")
 
 
 def test_load_view_flips_right_views_and_yes_inverts(tmp_path):

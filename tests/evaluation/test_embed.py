@@ -11,6 +11,7 @@ import pytest
 from mammokit.cli import main
 from mammokit.config import scaled_preset
 from mammokit.data.examlist import save_exams
+from mammokit.errors import MissingDependencyError
 from mammokit.evaluation.embed import embed, exam_colours, project_umap
 
 
@@ -21,7 +22,7 @@ def no_umap(monkeypatch):
 
 
 def test_missing_umap_message(no_umap, tmp_path, capsys):
-    with pytest.raises(ValueError, match=r'pip install "mammokit\[umap\]"'):
+    with pytest.raises(MissingDependencyError, match=r'pip install "mammokit\[umap\]"'):
         project_umap(np.zeros((5, 3)))
     # The command fails before any work, even with a work folder that does not exist.
     assert main(["embed", str(tmp_path / "nowork"), "--model", str(tmp_path / "m.safetensors")]) == 2

@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mammokit.evaluation.bootstrap import bootstrap_ci, draw_group_resamples, rows_for_groups
-from mammokit.evaluation.metrics import UndefinedMetricError, flatten_breasts, pr_auc, roc_auc
+from mammokit.evaluation.bootstrap import (
+    bootstrap_ci,
+    draw_group_resamples,
+    rows_for_groups,
+)
+from mammokit.evaluation.metrics import (
+    UndefinedMetricError,
+    flatten_breasts,
+    pr_auc,
+    roc_auc,
+)
 
 # Six breasts: positives score .9 and .4; negatives .3, .8, .1, .4.
 Y = [1, 0, 0, 0, 1, 0]

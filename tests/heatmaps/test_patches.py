@@ -51,7 +51,9 @@ def test_dedupe_evaluates_each_constant_value_once():
 
 
 def test_approx_shared_layers_off_by_default():
-    assert inspect.signature(compute_heatmaps).parameters["approx_shared_layers"].default == 0
+    from mammokit.heatmaps import compute_heatmaps_many
+
+    assert inspect.signature(compute_heatmaps_many).parameters["approx_shared_layers"].default == 0
 
 
 @pytest.mark.parametrize("level", [1, 2, 3])
@@ -69,15 +71,15 @@ def test_shared_layers_exact_on_a_single_patch_and_bounded_on_a_small_case():
     torch.manual_seed(0)
     model = PatchDenseNet121(4, 1, tf_same_padding=True).eval()
     one = torch.randn(64, 64)
-    exact = compute_heatmaps(one, model, 64, 20, 8, "cpu", "fp32", 0)
-    approx = compute_heatmaps(one, model, 64, 20, 8, "cpu", "fp32", 0, approx_shared_layers=2)
+    exact = compute_heatmaps(one, model, 64, 20, batch_size=8, device="cpu", dtype="fp32", rng=0)
+    approx = compute_heatmaps(one, model, 64, 20, batch_size=8, device="cpu", dtype="fp32", rng=0, approx_shared_layers=2)
     torch.testing.assert_close(approx, exact, rtol=0, atol=1e-5)
     # Overlapping patches: the approximation differs (border context, start rounding). It is NOT
     # within the 0.01 heatmap bound in general (measured 0.016 here, 0.12-0.2 on real images with
     # a BN-calibrated DenseNet, benchmarks/cpu_heatmaps.py), hence opt-in; small-case bound 0.05.
     img = torch.randn(96, 128)
-    exact = compute_heatmaps(img, model, 64, 16, 8, "cpu", "fp32", 0)
-    approx = compute_heatmaps(img, model, 64, 16, 8, "cpu", "fp32", 0, approx_shared_layers=1)
+    exact = compute_heatmaps(img, model, 64, 16, batch_size=8, device="cpu", dtype="fp32", rng=0)
+    approx = compute_heatmaps(img, model, 64, 16, batch_size=8, device="cpu", dtype="fp32", rng=0, approx_shared_layers=1)
     diff = (approx - exact).abs().max().item()
     assert 0 < diff <= 0.05
 
@@ -85,7 +87,7 @@ def test_shared_layers_exact_on_a_single_patch_and_bounded_on_a_small_case():
 def test_shared_layers_need_a_splittable_model():
     model = patchnet_small(3, 1, 8).eval()
     with pytest.raises(ValueError, match="split"):
-        compute_heatmaps(torch.randn(80, 80), model, 64, 16, 8, "cpu", "fp32", 0, approx_shared_layers=1)
+        compute_heatmaps(torch.randn(80, 80), model, 64, 16, batch_size=8, device="cpu", rng=0, approx_shared_layers=1)
 
 
 @pytest.mark.parametrize("level", [0, 1])
@@ -93,7 +95,7 @@ def test_all_background_image(level):
     torch.manual_seed(0)
     model = PatchDenseNet121(4, 1, tf_same_padding=True).eval()
     img = torch.full((80, 96), -0.7)
-    maps = compute_heatmaps(img, model, 64, 16, 8, "cpu", "fp32", 0, approx_shared_layers=level)
+    maps = compute_heatmaps(img, model, 64, 16, batch_size=8, device="cpu", dtype="fp32", rng=0, approx_shared_layers=level)
     with torch.no_grad():
         p = torch.softmax(model(torch.full((1, 1, 64, 64), -0.7)), 1)[0]
     torch.testing.assert_close(maps[:, 0, 0], p[:2], rtol=0, atol=1e-6)

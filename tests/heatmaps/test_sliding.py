@@ -10,8 +10,8 @@ import torch
 import torch.nn as nn
 
 from mammokit.heatmaps import compute_heatmaps, patch_starts, stride_list
-from mammokit.transforms import standardize_image
 from mammokit.models import create_model
+from mammokit.transforms import standardize_image
 
 
 def ref_strides(length, patch, stride, rnd):

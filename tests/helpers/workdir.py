@@ -10,10 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mammokit.config import VIEWS
+from mammokit.config import PRESETS, VIEWS, scaled_preset
 from mammokit.data.examlist import save_exams
-
-from mammokit.config import PRESETS, scaled_preset
 
 # A preset smaller than ``tiny`` for tests that run models many times (CC window 107 x 78).
 MICRO = scaled_preset("micro", 0.04)

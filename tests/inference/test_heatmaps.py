@@ -12,12 +12,12 @@ import torch
 from mammokit.cli import main
 from mammokit.config import VIEWS
 from mammokit.data.examlist import load_exams, save_exams
-from mammokit.data.images import write_png16
 from mammokit.data.heatmap_io import read_heatmap, write_heatmap
+from mammokit.data.images import write_png16
 from mammokit.heatmaps import compute_heatmaps
 from mammokit.inference.heatmaps import make_heatmaps
-from mammokit.transforms import standardize_image
 from mammokit.models import create_model, save_checkpoint
+from mammokit.transforms import standardize_image
 from mammokit.utils.seed import derive_seed
 
 
@@ -116,8 +116,8 @@ def test_cli(tmp_path, capsys):
 
 
 def test_compile_auto_decides_by_job_size_and_model():
-    from mammokit.inference.heatmaps import _patches_estimate, should_compile
     from mammokit.heatmaps import num_patches
+    from mammokit.inference.heatmaps import _patches_estimate, should_compile
     from mammokit.models.patch import PatchDenseNet121
 
     dn = PatchDenseNet121(num_classes=3)

@@ -10,8 +10,14 @@ import pytest
 import scipy.ndimage as ndi
 
 from mammokit.config import PRESETS
-from mammokit.preprocess.crop import CropError, crop_mammogram, dilate_mask, erode_mask, largest_component
-from mammokit.views import chest_wall_side, needs_flip
+from mammokit.preprocess.crop import (
+    CropError,
+    crop_mammogram,
+    dilate_mask,
+    erode_mask,
+    largest_component,
+)
+from mammokit.views import chest_wall_side
 
 R = 3  # erosion / dilation iterations of the test preset
 BUF = 5  # crop buffer
@@ -153,11 +159,6 @@ def test_crop_error_is_value_error_and_bad_view():
         crop_mammogram(synthetic(), "X-CC", preset=PRESET)
     with pytest.raises(ValueError, match="horizontal_flip"):
         crop_mammogram(synthetic(), "L-CC", "maybe", preset=PRESET)
-
-
-def test_needs_flip():
-    assert not needs_flip("L-CC") and needs_flip("R-MLO")
-    assert needs_flip("L-MLO", "YES") and not needs_flip("R-CC", "YES")
 
 
 @pytest.mark.parametrize("seed", range(6))

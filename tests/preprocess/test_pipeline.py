@@ -11,7 +11,12 @@ import pytest
 
 from mammokit.data.examlist import load_exams
 from mammokit.data.images import read_image, write_png16
-from mammokit.preprocess.pipeline import PreprocessError, preprocess, preprocess_exams, preprocess_image
+from mammokit.preprocess.pipeline import (
+    PreprocessError,
+    preprocess,
+    preprocess_exams,
+    preprocess_image,
+)
 
 H, W = 200, 150
 

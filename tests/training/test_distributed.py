@@ -33,7 +33,14 @@ def _free_port() -> int:
 def _worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
     from mammokit.training import distributed as D
     from mammokit.training.breast import (
-        _Batches, _load_data, build_model, evaluate, make_loader, make_optimizer, sync_buffers, train_one_epoch,
+        _Batches,
+        _load_data,
+        build_model,
+        evaluate,
+        make_loader,
+        make_optimizer,
+        sync_buffers,
+        train_one_epoch,
     )
     from mammokit.training.datasets import ExamDataset
     from mammokit.training.sampling import batches, epoch_sample, shard

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from mammokit.training.patches import BENIGN, MALIGNANT, NORMAL, PatchImage, patch_label, sample_patches
+from mammokit.training.patches import (
+    BENIGN,
+    MALIGNANT,
+    NORMAL,
+    PatchImage,
+    patch_label,
+    sample_patches,
+)
 from tests.helpers.training_toy import make_toy_workdir
 
 

@@ -13,9 +13,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mammokit.workflows.demo import FULL, MODEL_ROWS, QUICK, format_summary, run_demo
 from mammokit.synth import SynthConfig, plan_dataset
-from mammokit.synth.readers import ReaderSettings, finding_conspicuity, synthetic_readers
+from mammokit.synth.readers import (
+    ReaderSettings,
+    finding_conspicuity,
+    synthetic_readers,
+)
+from mammokit.workflows.demo import FULL, MODEL_ROWS, QUICK, format_summary, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_SUMMARY = ROOT / "docs" / "demo_summary.json"

@@ -83,13 +83,37 @@ def compute_heatmaps_many(
     channels_last: bool | None = None,
     static_batch: bool = False,
     to_cpu: bool = True,
+    approx_shared_layers: int = 0,
 ) -> list[torch.Tensor]:
-    """Heatmaps of several images (an exam's views) with their patches in one stream of batches.
+    """Malignant and benign heatmaps of several images (an exam's views), their patches in one
+    stream of batches (a compiled model pads only the stream's last batch).
 
-    Same result per image as :func:`compute_heatmaps` with the same ``rngs[i]`` (default: seed
-    0 for every image); the patches of all images share batches, so a compiled model pads only
-    the last batch of the stream. Returns per image ``[2, H_i, W_i]`` float32, on the CPU (or
-    left on ``device`` with ``to_cpu=False``).
+    Args:
+        images: ``[H_i, W_i]`` float images, already in the model frame (chest wall on the left)
+            and standardised (:func:`mammokit.transforms.standardize_image`), as the reference
+            feeds its patch classifier.
+        model: patch classifier (``[N, in_chans, P, P] -> [N, classes]``, class 0 malignant,
+            1 benign); put in eval mode and moved to ``device``.
+        patch_size, stride: patch side and nominal stride (paper: 256, 70).
+        batch_size: patches per forward pass (bounds the memory); default :func:`default_batch_size`.
+        device: ``"cpu"``, ``"cuda[:N]"``, ``"auto"`` (CUDA if available) or a torch device.
+        dtype: ``"fp32"``, ``"bf16"``, ``"fp16"`` (autocast) or ``"auto"`` (fp16 on CUDA, fp32 on
+            the CPU; :func:`mammokit.utils.device.resolve_dtype`). fp16 patches whose output
+            overflows are recomputed in fp32.
+        rngs: per image, the placement of the shortened strides: a ``random.Random`` or an int
+            seed (the reference seeds Python's ``random`` with 0 and draws rows, then columns, per
+            image); default seed 0 for every image.
+        dedupe: evaluate each distinct all-constant patch (background) once (exact; default on).
+        channels_last: channels_last inputs and model (default: on CUDA only).
+        static_batch: every forward gets exactly ``batch_size`` patches, so a ``torch.compile``-d
+            model sees few input shapes; results are unchanged.
+        to_cpu: return the maps on the CPU (else on ``device``).
+        approx_shared_layers: 0 (default, exact) or a split level k of
+            :meth:`~mammokit.models.patch.PatchDenseNet121.split`: the first layers run once on
+            the whole image, the rest per patch (approximate, :mod:`.approx`); per image.
+
+    Returns:
+        Per image ``[2, H_i, W_i]`` float32: channel 0 malignant, 1 benign, values in [0, 1].
     """
     device, dtype = _resolve(device, dtype)
     imgs = [_as_image(im) for im in images]
@@ -108,78 +132,25 @@ def compute_heatmaps_many(
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
     dev_imgs = [im.to(device=device, dtype=torch.float32).contiguous() for im in imgs]
-    probs = patch_probabilities_many(
-        dev_imgs, model, grids, patch_size, batch_size, dtype, show_progress,
-        dedupe=dedupe, channels_last=use_cl, static_batch=static_batch,
-    )
-    return [
-        heatmaps_from_probabilities(p, ys, xs, im.shape[0], im.shape[1], patch_size, to_cpu) for p, (ys, xs), im in zip(probs, grids, imgs)
-    ]
+    if approx_shared_layers:
+        probs = [
+            approx_patch_probabilities(im, model, ys.to(device), xs.to(device), patch_size, approx_shared_layers,
+                                       batch_size, dtype, show_progress, dedupe=dedupe, channels_last=use_cl)
+            for im, (ys, xs) in zip(dev_imgs, grids)
+        ]
+    else:
+        probs = patch_probabilities_many(
+            dev_imgs, model, grids, patch_size, batch_size, dtype, show_progress,
+            dedupe=dedupe, channels_last=use_cl, static_batch=static_batch,
+        )
+    return [heatmaps_from_probabilities(p, ys, xs, im.shape[0], im.shape[1], patch_size, to_cpu)
+            for p, (ys, xs), im in zip(probs, grids, imgs)]
 
 
 def compute_heatmaps(
-    image: torch.Tensor | np.ndarray,
-    model: nn.Module,
-    patch_size: int,
-    stride: int,
-    batch_size: int | None = None,
-    device: str | torch.device | None = "auto",
-    dtype: str | torch.dtype | None = "auto",
-    rng: random.Random | int | None = 0,
-    show_progress: bool = False,
-    dedupe: bool = True,
-    channels_last: bool | None = None,
-    approx_shared_layers: int = 0,
-    static_batch: bool = False,
+    image: torch.Tensor | np.ndarray, model: nn.Module, patch_size: int, stride: int,
+    rng: random.Random | int | None = 0, **options,
 ) -> torch.Tensor:
-    """Malignant and benign heatmaps of one image.
-
-    Args:
-        image: ``[H, W]`` float image, already flipped (chest wall on the left) and standardised
-            (:func:`mammokit.transforms.intensity.standardize_image`), as the reference feeds its patch classifier.
-        model: patch classifier (``[N, in_chans, P, P] -> [N, classes]``, class 0 malignant,
-            1 benign), in eval mode; moved to ``device``.
-        patch_size, stride: patch side and nominal stride (paper: 256, 70).
-        batch_size: patches per forward pass (bounds the memory); default
-            :func:`default_batch_size`.
-        device: ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA if available) or a torch device.
-        dtype: ``"fp32"``, ``"bf16"``, ``"fp16"`` (autocast) or ``"auto"`` (fp16 on CUDA, fp32
-            on CPU). fp16 patches whose output overflows are recomputed in fp32.
-        rng: placement of the shortened strides: a ``random.Random``, or an int seed (the
-            reference seeds Python's ``random`` with 0 and draws rows, then columns, per image).
-        dedupe: evaluate each distinct all-constant patch (background) once (exact; default on).
-        channels_last: channels_last inputs and model (default: on CUDA only).
-        approx_shared_layers: 0 (default, exact) or a split level k of
-            :meth:`~mammokit.models.patch.PatchDenseNet121.split` (1: up to dense block 1, 2: up to
-            dense block 2): the first layers run once on the whole image and the rest per patch.
-            Approximate (patch borders see image context, patch starts rounded to 4 / 8 pixels);
-            see benchmarks/cpu_heatmaps.py for the measured heatmap differences.
-        static_batch: pad the last batch to ``batch_size`` so a ``torch.compile``-d model sees one
-            input shape (no recompilation); results are unchanged.
-
-    Returns:
-        ``[2, H, W]`` float32 on the CPU: channel 0 malignant, 1 benign, values in [0, 1].
-    """
-    if not approx_shared_layers:
-        return compute_heatmaps_many(
-            [image], model, patch_size, stride, batch_size, device, dtype, [rng if rng is not None else 0],
-            show_progress, dedupe, channels_last, static_batch,
-        )[0]
-    device, dtype = _resolve(device, dtype)
-    if not isinstance(rng, random.Random):
-        rng = random.Random(rng)
-    img = _as_image(image)
-    h, w = img.shape
-    ys, xs = patch_grid(h, w, patch_size, stride, rng)
-    if batch_size is None:
-        batch_size = default_batch_size(model, device)
-    model = model.to(device).eval()
-    use_cl = device.type == "cuda" if channels_last is None else bool(channels_last)
-    if use_cl:
-        model = model.to(memory_format=torch.channels_last)
-    img = img.to(device=device, dtype=torch.float32).contiguous()
-    probs = approx_patch_probabilities(
-        img, model, ys.to(device), xs.to(device), patch_size, approx_shared_layers, batch_size, dtype, show_progress,
-        dedupe=dedupe, channels_last=use_cl,
-    )  # [ny, nx, K]
-    return heatmaps_from_probabilities(probs, ys, xs, h, w, patch_size)
+    """Malignant and benign heatmaps ``[2, H, W]`` of one image: :func:`compute_heatmaps_many`
+    for ``[image]`` with ``rngs=[rng]``; ``options`` are its keyword arguments."""
+    return compute_heatmaps_many([image], model, patch_size, stride, rngs=[0 if rng is None else rng], **options)[0]

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mammokit.config import LABEL_COLUMNS, VIEWS, Preset, get_preset, workdir_preset
-from mammokit.errors import InputFileError, MammokitError, UsageError
+from mammokit.errors import InputFileError, MammokitError, ResourceError, UsageError
 from mammokit.utils.device import autocast, dtype_name, resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.log import get_logger, progress
@@ -162,16 +162,28 @@ def _score(
     import torch
 
     n = next(iter(inputs.values())).shape[0]
-    parts = []
-    for start in range(0, n, batch_size):
+    parts, start = [], 0
+    while start < n:
         batch = {}
         for view, x in inputs.items():
             x = x[start : start + batch_size, : m.in_channels]
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             batch[view] = x
-        with autocast(device, dtype):
-            parts.append(m.model.predict_proba(batch).float())
+        try:
+            with autocast(device, dtype):
+                parts.append(m.model.predict_proba(batch).float())
+        except torch.cuda.OutOfMemoryError:
+            # Fewer draws per forward: the same windows, the same probabilities.
+            if batch_size <= 1:
+                raise ResourceError(f"{m.path}: out of GPU memory on {device} with one window per forward: "
+                                    f"free the GPU or use --device cpu") from None
+            del batch
+            torch.cuda.empty_cache()
+            batch_size = max(1, batch_size // 2)
+            log.warning("out of GPU memory: %s now scores %d TTA draws per forward", m.path, batch_size)
+            continue
+        start += batch_size
     return torch.cat(parts).mean(0)
 
 

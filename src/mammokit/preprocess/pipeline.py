@@ -383,27 +383,17 @@ def _assemble(exams: Sequence[dict], jobs: list[_Job], results: list[dict]) -> l
     return out
 
 
-def preprocess(
-    manifest: str | os.PathLike,
-    workdir: str | os.PathLike,
-    preset: Preset | str = "paper",
-    workers: int = 1,
-    strict: bool = False,
-    background_threshold: int = 0,
-    resume: bool = True,
-) -> PreprocessReport:
-    """Preprocess every image of a manifest CSV into ``workdir`` (see the module docstring).
+def preprocess(manifest: str | os.PathLike, workdir: str | os.PathLike, **options: Any) -> PreprocessReport:
+    """Preprocess every image of a manifest CSV into ``workdir`` (see the module docstring);
+    ``options`` are those of :func:`preprocess_exams` (``preset``, ``workers``, ``strict``,
+    ``background_threshold``, ``resume``).
 
     Raises:
-        FileNotFoundError / mammokit.data.manifest.ManifestError: unreadable manifest.
+        MissingFileError / mammokit.data.manifest.ManifestError: unreadable manifest.
         PreprocessError: with ``strict=True``, the first image that fails.
     """
     from mammokit.data.manifest import manifest_to_exams, read_manifest
 
     manifest = Path(manifest)
     exams = manifest_to_exams(read_manifest(manifest), source=manifest)
-    return preprocess_exams(
-        exams, workdir, preset=preset, workers=workers, strict=strict,
-        background_threshold=background_threshold, resume=resume,
-        meta={"manifest": str(manifest.resolve())},
-    )
+    return preprocess_exams(exams, workdir, meta={"manifest": str(manifest.resolve())}, **options)

@@ -14,8 +14,9 @@ import numpy as np
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
-from mammokit.data.dicom import write_dicom as write_mg_dicom
+from mammokit.data.dicom_write import write_dicom as write_mg_dicom
 from mammokit.synth.config import MAX_12BIT, PIXEL_MM
+from mammokit.views import View
 
 
 def write_dicom(
@@ -36,7 +37,8 @@ def write_dicom(
     ``view`` is "L-CC" etc. (ImageLaterality L/R, ViewPosition CC/MLO). The VOI LUT window
     covers the 12-bit range so viewers show it as the PNG does.
     """
-    side, position = view.split("-")
+    v = View.parse(view)
+    side, position = v.laterality, v.kind
     values = np.asarray(image12, dtype=np.uint16)
     if monochrome1:
         # MONOCHROME1: high stored values are dark; the background becomes the maximum.

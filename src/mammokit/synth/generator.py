@@ -34,6 +34,7 @@ from mammokit.synth.render import ViewRender, render_view
 from mammokit.utils.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from mammokit.utils.log import get_logger, progress
 from mammokit.utils.seed import derive_seed
+from mammokit.views import View
 
 log = get_logger(__name__)
 
@@ -57,8 +58,7 @@ class SynthResult:
 
 
 def image_stem(exam_id: str, view: str) -> str:
-    side, kind = view.split("-")
-    return f"{exam_id}_{side}_{kind}"
+    return f"{exam_id}_{View.parse(view).stem}"
 
 
 def to_png16(image12: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from mammokit.synth.config import MAX_12BIT, SynthConfig
 from mammokit.synth.findings import render_finding
 from mammokit.synth.plan import ExamPlan
 from mammokit.synth.texture import dense_tissue_map, power_law_noise
+from mammokit.views import View, chest_wall_side
 
 LABEL_LEVEL = 3900  # burned-in text is bright, as on real images
 TISSUE_MAX = 3400  # tissue stays below this so a finding always changes the pixels it covers
@@ -82,7 +83,8 @@ def render_view(plan: ExamPlan, view: str, cfg: SynthConfig, draw_findings: bool
     ``draw_findings=False`` renders the same view without its findings (same random streams):
     the pixels that differ are exactly the mask pixels.
     """
-    side, kind = view.split("-")
+    v = View.parse(view)
+    side, kind = v.laterality, v.kind
     shape = breast_shapes(plan)[side]
     geo = view_geometry(shape, kind, cfg)
     tissue = exam_tissue(plan)
@@ -179,7 +181,7 @@ def burn_label(image: np.ndarray, view: str, breast: np.ndarray, cfg: SynthConfi
     margin = int(round(60 * s)) + 2
     marker = max(2, int(round(40 * s)))
     block_w, block_h = tw, th + base + marker + margin // 2
-    far_right = view.startswith("L")  # the side away from the chest wall
+    far_right = chest_wall_side(view) == "left"  # the label goes on the side away from the chest wall
     x = w - margin - block_w if far_right else margin
     # Clearance from the breast for each candidate corner: choose the larger one.
     free = cv2.distanceTransform((~breast).astype(np.uint8), cv2.DIST_L2, 5)

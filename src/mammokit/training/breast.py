@@ -36,6 +36,7 @@ from mammokit.training.common import (
     autocast,
     load_run_config,
     loader_generator,
+    out_of_memory_is_fatal,
     resolve_device,
     set_determinism,
     use_channels_last,
@@ -184,13 +185,14 @@ def train_one_epoch(
         views = _to_device(batch["views"], device, channels_last)
         targets = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
         n_local = local_sizes[offset]
-        with autocast(device, amp):
-            outputs = model(views)
-        loss, _ = breast_loss(outputs, core.output_labels, targets)
-        scale = n_local * ctx.world_size / global_sizes[step]
-        optimizer.zero_grad(set_to_none=True)
-        (loss * scale).backward()
-        optimizer.step()
+        with out_of_memory_is_fatal(device, "exams per step"):
+            with autocast(device, amp):
+                outputs = model(views)
+            loss, _ = breast_loss(outputs, core.output_labels, targets)
+            scale = n_local * ctx.world_size / global_sizes[step]
+            optimizer.zero_grad(set_to_none=True)
+            (loss * scale).backward()
+            optimizer.step()
         stats = torch.tensor([float(loss.detach()) * n_local, n_local], dtype=torch.float64)
         if ctx.enabled:
             import torch.distributed as dist

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 import torch
 
-from mammokit.errors import MissingFileError
+from mammokit.errors import MissingFileError, ResourceError
 from mammokit.utils.device import autocast as device_autocast
 from mammokit.utils.device import resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic, write_json_atomic
 
 __all__ = ["autocast", "resolve_device", "use_channels_last", "set_determinism", "write_run_config", "write_excluded",
-           "loader_generator", "load_run_config"]
+           "loader_generator", "load_run_config", "out_of_memory_is_fatal"]
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -23,6 +24,21 @@ def autocast(device: torch.device, enabled: bool):
     the CPU tests compare)."""
     dtype = resolve_dtype("auto" if enabled else "fp32", device, "training")
     return device_autocast(device, dtype)
+
+
+@contextlib.contextmanager
+def out_of_memory_is_fatal(device: torch.device, what: str):
+    """Turn a CUDA out-of-memory error in a training step into a one-line
+    :class:`~mammokit.errors.ResourceError`. Training does not retry with a smaller batch by
+    itself: that would silently change the optimisation; the message says what to change, and
+    the run resumes from its last saved state."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise ResourceError(
+            f"out of GPU memory on {device} in a training step: lower --batch-size ({what}), then resume "
+            f"the run with --resume (it continues from its last saved state)"
+        ) from None
 
 
 def use_channels_last(device: torch.device, enabled: bool) -> bool:

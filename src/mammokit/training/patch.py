@@ -29,6 +29,7 @@ from mammokit.models.checkpoint import save_checkpoint
 from mammokit.training.common import (
     autocast,
     load_run_config,
+    out_of_memory_is_fatal,
     resolve_device,
     set_determinism,
     use_channels_last,
@@ -109,12 +110,13 @@ def train_one_epoch(
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
         y = y.to(device)
-        with autocast(device, config.amp):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with out_of_memory_is_fatal(device, "patches per step"):
+            with autocast(device, config.amp):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
         accum["loss"] += float(loss.detach()) * len(y)
         accum["correct"] += int((logits.argmax(1) == y).sum())
         accum["n"] += len(y)
