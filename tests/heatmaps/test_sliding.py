@@ -154,3 +154,11 @@ def test_bad_inputs():
         compute_heatmaps(torch.zeros(40, 100), MeanModel(), 64, 10, device="cpu")
     with pytest.raises(ValueError, match="expected an \\[H, W\\] image"):
         compute_heatmaps(torch.zeros(1, 40, 100), MeanModel(), 16, 10, device="cpu")
+
+
+@pytest.mark.parametrize("stride", [0, 65])
+def test_a_stride_that_leaves_pixels_uncovered_is_a_user_error(stride):
+    from mammokit.errors import UsageError
+
+    with pytest.raises(UsageError, match="stride must be between 1 and the patch size 64"):
+        stride_list(300, 64, stride, random.Random(0))

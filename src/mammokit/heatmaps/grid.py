@@ -33,8 +33,9 @@ def stride_list(length: int, patch_size: int, stride: int, rng: random.Random) -
     ``stride_list_generator`` with ``stride_fixed``); their sum is ``length - patch_size``."""
     if length < patch_size:
         raise InputFileError(f"image side {length} is smaller than the patch size {patch_size}")
-    if stride < 1:
-        raise UsageError(f"stride must be >= 1, got {stride}")
+    if not 1 <= stride <= patch_size:
+        # A stride past the patch side would leave pixels that no patch covers (no heatmap value).
+        raise UsageError(f"heatmap stride must be between 1 and the patch size {patch_size}, got {stride}")
     lower = (length - patch_size) // stride + 1
     left = (length - patch_size) % stride
     if left == 0:
