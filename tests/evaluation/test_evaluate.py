@@ -160,3 +160,25 @@ def test_cli_both_label_forms(files, tmp_path, capsys):
     # Labels and predictions swapped: the labels reader says it looks like predictions.
     assert main(["evaluate", str(labels), str(pred), "--bootstrap", "0"]) == 2
     assert "looks like a predictions file" in capsys.readouterr().err
+
+
+def test_breasts_without_views_are_left_out_and_counted(tmp_path):
+    # Exam c had no right-breast image: its right cells are empty. Exam b lacks L-MLO.
+    pred = _write(tmp_path / "m.csv", [HEADER + ",views", "a,0.2,0.6,0.9,0.3,L-CC;R-CC;L-MLO;R-MLO",
+                                       "b,0.7,0.1,0.8,0.1,L-CC;R-CC;R-MLO", "c,0.3,,0.4,,L-CC;L-MLO"])
+    labels = _write(tmp_path / "l.csv", LABELS)
+    r = evaluate(pred, labels, bootstrap=200, out_dir=tmp_path / "ev")
+    m = r.models[0].populations["screening"]["malignant"]
+    assert (m.n_breasts, m.n_unscored, m.n_fewer_views) == (5, 1, 1)  # c-R out; b-L had one view (c-L had both; c-R is unscored, not counted)
+    # Malignant over the 5 scored breasts: positives a-L .9, c-L .4 vs negatives .3, .8, .1: 5 / 6.
+    assert m.roc_auc.value == pytest.approx(5 / 6)
+    assert m.roc_auc.ci_low is not None and m.roc_auc.n_boot_valid > 0
+    text = (tmp_path / "ev" / "evaluation.md").read_text()
+    assert "1 breast(s) scored from fewer than their two views; 1 without any view" in text
+
+
+def test_an_empty_cell_is_no_prediction_but_nan_text_is_an_error(tmp_path):
+    labels = _write(tmp_path / "l.csv", LABELS)
+    bad = _write(tmp_path / "m.csv", [HEADER, "a,0.2,0.6,0.9,nan", "b,0.7,0.1,0.8,0.1", "c,0.3,0.0,0.4,0.4"])
+    with pytest.raises(EvaluationInputError, match="NaN, infinite or outside"):
+        evaluate(bad, labels, bootstrap=0)

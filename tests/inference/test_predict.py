@@ -168,7 +168,7 @@ def test_deterministic_predictions_match_reference_computation(tmp_path, authors
             expected = reference_forward(sd, reference_inputs(wd, exam, heatmaps=channels == 3, preset=preset))[0].numpy()
         np.testing.assert_allclose(result.probabilities[i], expected, atol=1e-4, rtol=0)
     rows = read_predictions(tmp_path / "pred.csv")
-    assert list(rows[0]) == ["exam_id", *LABEL_COLUMNS]
+    assert list(rows[0]) == ["exam_id", *LABEL_COLUMNS, "views"]
     assert [r["exam_id"] for r in rows] == list(exam_ids)
     for row, p in zip(rows, result.probabilities):
         assert all(len(row[c].split(".")[1]) == 4 for c in LABEL_COLUMNS)
@@ -227,35 +227,29 @@ def test_ensemble_is_mean_of_members(tmp_path, tiny_models):
 # ----------------------------------------------------------------- missing inputs
 
 
-def test_missing_view_skipped_or_scored_by_image_wise(tmp_path, tiny_models):
+def test_exams_missing_views_are_scored_from_the_views_they_have(tmp_path, tiny_models):
+    from mammokit.data.views import load_exam_views, make_model_inputs
+    from mammokit.models import load_model
+
     wd, exams = micro_workdir(
         tmp_path, exam_ids=("full", "noRMLO", "noRight"),
         missing={"noRMLO": ["R-MLO"], "noRight": ["R-CC", "R-MLO"]},
     )
-    vw = predict(wd, [tiny_models["vw_a"]], tta=0, device="cpu", output=tmp_path / "p.csv")
-    assert vw.exam_ids == ["full"]
-    skipped = dict((r["exam_id"], r["reason"]) for r in read_predictions(tmp_path / "p.skipped.csv"))
-    assert set(skipped) == {"noRMLO", "noRight"}
-    assert "missing view(s) R-MLO" in skipped["noRMLO"] and "image_wise" in skipped["noRMLO"]
-
-    iw = predict(wd, [tiny_models["iw"]], tta=0, device="cpu")
-    mixed = predict(wd, [tiny_models["vw_a"], tiny_models["iw"]], tta=0, device="cpu")
-    assert iw.exam_ids == mixed.exam_ids == ["full", "noRMLO"]
-    assert [r for e, r in iw.skipped] == ["no image of the right breast (views present: L-CC, L-MLO)"]
-    # The incomplete exam is scored by the image-wise model alone; the full one by both.
-    np.testing.assert_allclose(mixed.probabilities[1], iw.probabilities[1], atol=1e-6)
-    np.testing.assert_allclose(
-        mixed.probabilities[0], (iw.probabilities[0] + vw.probabilities[0]) / 2, atol=1e-6
-    )
-    assert mixed.models_used == [2, 1]
-    # image-wise with R-MLO missing: the right breast comes from R-CC only.
-    from mammokit.models import load_model
-
-    model, _ = load_model(tiny_models["iw"])
-    from mammokit.data.views import load_exam_views, make_model_inputs
-
-    inputs = make_model_inputs(load_exam_views(wd, exams[1]), exams[1], MICRO, None, 1, augment=False)
-    np.testing.assert_allclose(model.predict_proba(inputs)[0].numpy(), iw.probabilities[1], atol=1e-6)
+    out = tmp_path / "p.csv"
+    for name in ("vw_a", "iw"):
+        res = predict(wd, [tiny_models[name]], tta=0, device="cpu", output=out)
+        assert res.exam_ids == ["full", "noRMLO", "noRight"] and not res.skipped  # never dropped
+        assert res.views == ["L-CC;R-CC;L-MLO;R-MLO", "L-CC;R-CC;L-MLO", "L-CC;L-MLO"]
+        # No view of the right breast: no right-breast prediction (empty cells), the left one scored.
+        assert np.isnan(res.probabilities[2, [1, 3]]).all() and np.isfinite(res.probabilities[2, [0, 2]]).all()
+        assert np.isfinite(res.probabilities[:2]).all()
+        rows = read_predictions(out)
+        assert rows[2]["right_benign"] == "" and rows[2]["views"] == "L-CC;L-MLO"
+        # Each exam's probabilities are the model's rule applied to the views the exam has.
+        model, _ = load_model(tiny_models[name])
+        for k in (1, 2):
+            inputs = make_model_inputs(load_exam_views(wd, exams[k]), exams[k], MICRO, None, 1, augment=False)
+            np.testing.assert_allclose(model.predict_proba(inputs)[0].numpy(), res.probabilities[k], atol=1e-6)
 
 
 def test_missing_heatmaps_is_a_clear_error(tmp_path, authors_checkpoints):
@@ -281,8 +275,9 @@ def test_cli_predict_writes_csv(tmp_path, tiny_models):
     out = tmp_path / "preds.csv"
     rc = main(["predict", str(wd), "--model", str(tiny_models["vw_a"]), "--tta", "0", "--device", "cpu", "-o", str(out)])
     assert rc == 0
-    assert [r["exam_id"] for r in read_predictions(out)] == ["e0"]
-    assert [r["exam_id"] for r in read_predictions(tmp_path / "preds.skipped.csv")] == ["e1"]
+    rows = read_predictions(out)
+    assert [(r["exam_id"], r["views"]) for r in rows] == [("e0", "L-CC;R-CC;L-MLO;R-MLO"), ("e1", "R-CC;L-MLO;R-MLO")]
+    assert read_predictions(tmp_path / "preds.skipped.csv") == []
     assert main(["predict", str(wd), "--model", str(tmp_path / "nope.safetensors")]) == 2
 
 

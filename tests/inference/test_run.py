@@ -52,7 +52,7 @@ def test_run_image_only_equals_stages_and_resumes(tmp_path, raw_dataset, checkpo
                "--tta", "0", "--device", "cpu"])
     assert rc == 0
     rows = _rows(out / "predictions.csv")
-    assert len(rows) == 1 and list(rows[0]) == ["exam_id", *LABEL_COLUMNS]
+    assert len(rows) == 1 and list(rows[0]) == ["exam_id", *LABEL_COLUMNS, "views"]
     assert (out / "exams.json").is_file() and not (out / "heatmaps").exists()  # image-only: no heatmaps
     # Same as running predict on the work folder the run made.
     stage = predict(out, [checkpoints[1]], tta=0, device="cpu")

@@ -108,13 +108,72 @@ def test_image_wise_scores_a_breast_from_the_views_present():
     torch.testing.assert_close(only_rcc[:, 1], F.softmax(full["R-CC"], -1)[:, 0, 1])
 
 
-@pytest.mark.parametrize("variant", ["view_wise", "breast_wise", "joint"])
-def test_missing_view_is_a_clear_error(variant):
-    model = create_model(variant).eval()
+def test_view_wise_with_a_missing_view_follows_the_documented_rule():
+    torch.manual_seed(6)
+    model = create_model("view_wise").eval()
     views = _views()
-    del views["R-MLO"]
-    with pytest.raises(ValueError, match="missing \\['R-MLO'\\]"):
-        model(views)
+    partial = {v: x for v, x in views.items() if v != "R-MLO"}
+    with torch.no_grad():
+        f = {v: model.columns["cc" if v.endswith("CC") else "mlo"](views[v]).mean(dim=(2, 3)) for v in partial}
+        zero = torch.zeros_like(f["L-MLO"])
+        cc = model.output_layer_cc(F.relu(model.fc1_cc(torch.cat([f["L-CC"], f["R-CC"]], 1))))
+        mlo = model.output_layer_mlo(F.relu(model.fc1_mlo(torch.cat([f["L-MLO"], zero], 1))))
+    p_cc, p_mlo = F.softmax(cc, -1)[..., 1], F.softmax(mlo, -1)[..., 1]  # [B, 4] in LABEL_COLUMNS order
+    # Left labels: both heads see a left view. Right labels: only the CC head sees R-CC.
+    expected = torch.stack([(p_cc[:, 0] + p_mlo[:, 0]) / 2, p_cc[:, 1], (p_cc[:, 2] + p_mlo[:, 2]) / 2, p_cc[:, 3]], 1)
+    torch.testing.assert_close(model.predict_proba(partial), expected)
+
+
+@pytest.mark.parametrize("variant, expected", [
+    # only L-CC available: the (group, label) pairs predicted, labels in each group's order
+    # (view_wise / joint: left_benign, right_benign, left_malignant, right_malignant)
+    ("view_wise", {"CC": [True, False, True, False], "MLO": [False, False, False, False]}),
+    ("image_wise", {"L-CC": [True, True], "R-CC": [False, False], "L-MLO": [False, False], "R-MLO": [False, False]}),
+    ("breast_wise", {"L": [True, True], "R": [False, False]}),
+    ("joint", {"joint": [True, False, True, False]}),
+])
+def test_label_mask_rule(variant, expected):
+    model = create_model(variant)
+    avail = torch.tensor([[True, False, False, False]])
+    mask = model.label_mask(avail)
+    assert {g: m[0].tolist() for g, m in mask.items()} == expected
+    full = model.label_mask(torch.ones(1, 4, dtype=torch.bool))
+    assert all(m.all() for m in full.values())
+
+
+@pytest.mark.parametrize("variant", BREAST)
+def test_a_batch_mask_equals_leaving_the_view_out(variant):
+    torch.manual_seed(7)
+    model = create_model(variant).eval()
+    views = _views(b=2)
+    present = torch.tensor([[True] * 4, [True, True, False, True]])  # exam 1 lacks L-MLO
+    batch = model.predict_proba(views, present)
+    alone0 = model.predict_proba({v: x[:1] for v, x in views.items()})
+    alone1 = model.predict_proba({v: x[1:] for v, x in views.items() if v != "L-MLO"})
+    torch.testing.assert_close(batch[:1], alone0)
+    torch.testing.assert_close(batch[1:], alone1, equal_nan=True)
+
+
+def test_a_breast_without_views_has_no_prediction():
+    model = create_model("view_wise").eval()
+    views = _views()
+    proba = model.predict_proba({"L-CC": views["L-CC"], "L-MLO": views["L-MLO"]})
+    assert torch.isnan(proba[:, [1, 3]]).all() and torch.isfinite(proba[:, [0, 2]]).all()
+
+
+def test_masked_loss_counts_only_the_predicted_labels():
+    from mammokit.training.losses import breast_loss
+
+    logits = {"g": torch.randn(3, 2, 2, generator=torch.Generator().manual_seed(8))}
+    targets = {"a": torch.tensor([0, 1, 1]), "b": torch.tensor([1, 0, 1])}
+    mask = {"g": torch.tensor([[True, False], [True, True], [False, True]])}
+    got, _ = breast_loss(logits, {"g": ("a", "b")}, targets, mask)
+    ce = lambda j, t: F.cross_entropy(logits["g"][:, j], t, reduction="none")  # noqa: E731
+    want = (ce(0, targets["a"]) * mask["g"][:, 0]).sum() / 3 + (ce(1, targets["b"]) * mask["g"][:, 1]).sum() / 3
+    torch.testing.assert_close(got, want)
+    full, _ = breast_loss(logits, {"g": ("a", "b")}, targets, {"g": torch.ones(3, 2, dtype=torch.bool)})
+    plain, _ = breast_loss(logits, {"g": ("a", "b")}, targets)
+    torch.testing.assert_close(full, plain)
 
 
 def test_wrong_channels_is_a_clear_error():

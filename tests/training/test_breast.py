@@ -193,11 +193,16 @@ def test_bad_exams_are_reported_and_excluded(tmp_path):
 
     toy = make_toy_workdir(tmp_path / "d", n_train=6, n_val=3, seed=2)
     exams, meta = load_exams(toy.workdir / "exams.json")
-    # t000: unreadable image; t001: missing view; t002: no labels row.
+    # t000: unreadable image; t001: a missing view (kept: trained on with the view masked);
+    # t002: no labels row; t003: no image at all.
     (toy.workdir / "cropped" / "t000_L_CC.png").write_bytes(b"not a png")
     exams[1]["R-MLO"] = []
     for f in ("window_location", "best_center", "source_paths"):
         exams[1][f].pop("R-MLO")
+    for view in ("L-CC", "R-CC", "L-MLO", "R-MLO"):
+        exams[3][view] = []
+        for f in ("window_location", "best_center", "source_paths"):
+            exams[3][f].pop(view)
     save_exams(toy.workdir / "exams.json", exams, **meta)
     rows = list(csv.DictReader(open(toy.labels)))
     with open(toy.labels, "w", newline="") as f:
@@ -207,12 +212,12 @@ def test_bad_exams_are_reported_and_excluded(tmp_path):
     cfg = TrainConfig(workdir=toy.workdir, labels=toy.labels, out=tmp_path / "run", epochs=1, device="cpu")
     train_breast(cfg)
     excluded = {r["exam_id"]: r["reason"] for r in csv.DictReader(open(tmp_path / "run" / "excluded_exams.csv"))}
-    assert set(excluded) == {"t000", "t001", "t002"}
+    assert set(excluded) == {"t000", "t002", "t003"}
     assert "t000_L_CC.png" in excluded["t000"] and "unreadable" in excluded["t000"]
-    assert "missing view R-MLO" == excluded["t001"]
     assert excluded["t002"] == "no labels"
+    assert excluded["t003"] == "no image of any of the four views"
     conf = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert conf["_resolved"]["train_exams"] == 6 - 3
+    assert conf["_resolved"]["train_exams"] == 6 - 3  # t000, t002, t003 out; t001 kept
 
 
 def test_epoch_sample_biopsied_plus_equal_random_sample():
@@ -259,3 +264,46 @@ def test_loader_workers_default_by_device():
     assert loader_workers(None, torch.device("cpu")) == 0
     assert loader_workers(None, torch.device("cuda")) == min(4, os.cpu_count() or 1)
     assert loader_workers(2, torch.device("cpu")) == 2 and loader_workers(0, torch.device("cuda")) == 0
+
+
+def _drop_views(workdir, drops: dict[int, list[str]]):
+    from mammokit.data.examlist import load_exams, save_exams
+
+    exams, meta = load_exams(workdir / "exams.json")
+    for i, views in drops.items():
+        for v in views:
+            exams[i][v] = []
+            for f in ("window_location", "best_center", "source_paths", "rightmost_points", "bottommost_points",
+                      "distance_from_starting_side"):
+                (exams[i].get(f) or {}).pop(v, None)
+    save_exams(workdir / "exams.json", exams, **meta)
+
+
+@pytest.mark.parametrize("variant", ["view_wise", "image_wise", "breast_wise", "joint"])
+def test_exams_missing_views_are_trained_on(tmp_path, variant):
+    from mammokit.training.breast import train_breast
+
+    toy = make_toy_workdir(tmp_path / "d", n_train=6, n_val=4, seed=3, scale=0.03)
+    _drop_views(toy.workdir, {0: ["R-MLO"], 1: ["L-CC", "L-MLO"], 7: ["R-CC"]})  # two train, one val
+    run = tmp_path / "run"
+    summary = train_breast(TrainConfig(workdir=toy.workdir, labels=toy.labels, out=run, epochs=1, device="cpu",
+                                       batch_size=3, variant=variant, sampling="all"))
+    assert list(csv.DictReader(open(run / "excluded_exams.csv"))) == []  # nobody dropped
+    row = summary["history"][0]
+    assert row["train_exams"] == 6 and all(v == v for k, v in row.items() if k in ("train_loss", "val_loss"))
+
+
+def test_masked_heads_get_no_gradient_from_an_exam_missing_their_view():
+    from mammokit.models import create_model
+    from mammokit.training.losses import breast_loss
+
+    torch.manual_seed(0)
+    model = create_model("image_wise").train()
+    views = {v: torch.randn(2, 1, 96, 80) for v in ("L-CC", "R-CC", "L-MLO", "R-MLO")}
+    present = torch.tensor([[False, True, True, True], [False, True, True, True]])  # no L-CC in the batch
+    out = model(views, present)
+    targets = {c: torch.tensor([1, 0]) for c in ("left_benign", "right_benign", "left_malignant", "right_malignant")}
+    loss, _ = breast_loss(out, model.output_labels, targets, model.label_mask(present))
+    loss.backward()
+    assert model.output_layer_lcc.fc_layer.weight.grad.abs().sum() == 0  # the L-CC head learns nothing
+    assert model.output_layer_rcc.fc_layer.weight.grad.abs().sum() > 0

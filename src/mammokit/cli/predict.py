@@ -32,8 +32,9 @@ def register(subparsers) -> None:
         description="Score every exam of a work folder with one or more breast-level models "
         "(test-time augmentation as the paper: 10 random windows per view, averaged; several "
         "--model = an ensemble). Writes a CSV exam_id,left_benign,right_benign,left_malignant,"
-        "right_malignant and <name>.skipped.csv listing exams that could not be scored (e.g. a "
-        "missing view with no image-wise model given).",
+        "right_malignant,views (the views each row used: exams missing views are scored from the "
+        "views they have; a breast with no view has empty cells) and <name>.skipped.csv listing "
+        "exams that could not be scored (unreadable images, missing heatmaps).",
     )
     p.add_argument("workdir", help="work folder from `mammokit preprocess` (+ `mammokit heatmaps`)")
     _add_inference_args(p)

@@ -47,7 +47,9 @@ def rows_for_groups(groups: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     ``groups`` is the group index per row (any order, any group size).
     """
     order = np.argsort(groups, kind="stable")
-    counts = np.bincount(groups, minlength=int(groups.max()) + 1 if len(groups) else 0)
+    # Groups may have no row (an exam whose breasts were all left out): they count 0 rows.
+    size = max(int(groups.max()) + 1 if len(groups) else 0, int(chosen.max()) + 1 if len(chosen) else 0)
+    counts = np.bincount(groups, minlength=size)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     c = counts[chosen]
     total = int(c.sum())

@@ -83,6 +83,7 @@ def score_tasks(
     n = len(labels.exam_ids)
     # The same exam draws for every model and task of this set of exams (paired comparison).
     resamples = draw_group_resamples(n, n_boot, derive_seed(*seed_parts)) if n_boot > 0 and n > 0 else None
+    fewer = _fewer_views(labels.exam_ids, pred, rows)
     out = {}
     for task in tasks:
         lc, rc = f"left_{task}", f"right_{task}"
@@ -93,11 +94,25 @@ def score_tasks(
             [pred.values[lc][r] for r in rows],
             [pred.values[rc][r] for r in rows],
         )
-        metrics = {
-            name: _metric(breasts.y_true, breasts.y_score, breasts.groups, name, n_boot, resamples)
-            for name in METRICS
-        }
-        out[task] = TaskResult(task, n, 2 * n, int(breasts.y_true.sum()), **metrics)
+        scored = np.isfinite(breasts.y_score)
+        y_true, y_score, groups = breasts.y_true[scored], breasts.y_score[scored], breasts.groups[scored]
+        metrics = {name: _metric(y_true, y_score, groups, name, n_boot, resamples) for name in METRICS}
+        out[task] = TaskResult(task, n, int(scored.sum()), int(y_true.sum()), **metrics,
+                               n_unscored=int((~scored).sum()), n_fewer_views=int((fewer & scored).sum()))
+    return out
+
+
+def _fewer_views(exam_ids: list[str], pred: ExamTable, rows: list[int]) -> np.ndarray:
+    """Per breast (``[exam0-L, exam0-R, ...]``): scored from fewer than its two views, read from
+    the predictions' ``views`` column (all False without one)."""
+    views = pred.extra.get("views")
+    out = np.zeros(2 * len(exam_ids), dtype=bool)
+    if views is None:
+        return out
+    for i, r in enumerate(rows):
+        have = set(filter(None, (views[r] or "").split(";")))
+        out[2 * i] = len({"L-CC", "L-MLO"} & have) < 2
+        out[2 * i + 1] = len({"R-CC", "R-MLO"} & have) < 2
     return out
 
 
@@ -240,8 +255,9 @@ def _write_outputs(result: EvaluationResult, pop_tables: dict[str, ExamTable], p
                     [pr.values[f"left_{task}"][r] for r in rows],
                     [pr.values[f"right_{task}"][r] for r in rows],
                 )
-                if b.y_true.min() != b.y_true.max():
-                    curves[m.name] = (b.y_true, b.y_score, m.populations[p][task])
+                ok = np.isfinite(b.y_score)
+                if ok.any() and b.y_true[ok].min() != b.y_true[ok].max():
+                    curves[m.name] = (b.y_true[ok], b.y_score[ok], m.populations[p][task])
             if curves:
                 path = out / f"curves_{p}_{task}.png"
                 plot_roc_pr(

@@ -182,8 +182,9 @@ def read_breast_scores(path: str | Path) -> dict[Breast, float]:
         pred = read_predictions(path)
         out = {}
         for i, e in enumerate(pred.exam_ids):
-            out[(e, "L")] = pred.values["left_malignant"][i]
-            out[(e, "R")] = pred.values["right_malignant"][i]
+            for side, col in (("L", "left_malignant"), ("R", "right_malignant")):
+                if pred.values[col][i] == pred.values[col][i]:  # a breast without any view has none
+                    out[(e, side)] = pred.values[col][i]
         return out
     rows = _open_rows(path, ("exam_id", "breast", "probability"), "model predictions (breast-level)")
     out = {}

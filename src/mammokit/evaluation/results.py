@@ -30,6 +30,8 @@ class TaskResult:
     n_positive: int
     roc_auc: MetricResult
     pr_auc: MetricResult
+    n_unscored: int = 0  # breasts without a prediction (the exam had no view of them): left out
+    n_fewer_views: int = 0  # scored breasts with fewer than their two views (CC, MLO)
 
 
 @dataclass

@@ -55,6 +55,11 @@ def evaluation_markdown(result: EvaluationResult) -> str:
         ]
         lines += [_row(m.name, m.populations[pop], notes) for m in result.models]
         lines.append("")
+        for m in result.models:
+            t = m.populations[pop]["malignant"]
+            if t.n_unscored or t.n_fewer_views:
+                lines += [f"{m.name}: {t.n_fewer_views} breast(s) scored from fewer than their two views; "
+                          f"{t.n_unscored} without any view, left out of the metrics.", ""]
         if result.by:
             lines += [f"### {pop.capitalize()} population by `{result.by}`", ""]
             lines.append(

@@ -88,8 +88,10 @@ def _parse_float(path: Path, value: str, row: int, col: str) -> float:
 def read_predictions(path: str | Path) -> ExamTable:
     """Read a predictions CSV (``exam_id`` + the four LABEL_COLUMNS probabilities in [0, 1]).
 
-    Raises EvaluationInputError for missing columns, non-numeric / NaN / out-of-range values and
-    repeated exam ids.
+    An empty cell is a breast without a prediction (``mammokit predict`` writes one for a breast
+    of an exam that has no view of it) and reads as NaN; the other columns (e.g. ``views``) are
+    kept in ``extra``. Raises EvaluationInputError for missing columns, non-numeric / NaN /
+    out-of-range values and repeated exam ids.
     """
     path = Path(path)
     header, rows = _read_rows(path, "predictions")
@@ -100,6 +102,9 @@ def read_predictions(path: str | Path) -> ExamTable:
     bad: list[str] = []
     for i, r in enumerate(rows, start=2):  # row 1 is the header
         for c in LABEL_COLUMNS:
+            if (r[c] or "").strip() == "":
+                values[c].append(math.nan)
+                continue
             v = _parse_float(path, r[c], i, c)
             if not math.isfinite(v) or not 0.0 <= v <= 1.0:
                 bad.append(f"{r['exam_id']}/{c}={r[c] or 'empty'}")

@@ -15,9 +15,11 @@ For each exam (in ``exams.json`` order):
    a checkpoint that is itself an ensemble counts as one model, averaged inside). All models see
    the same windows; 1-channel models get the image channel of the 3-channel windows.
 
-Exams missing a view are scored by the models that can do without it (``image_wise``: each breast
-from its views present) or, when none of the given models can, listed in
-``<output stem>.skipped.csv`` with the reason; so are exams whose images cannot be read. With
+Exams missing views are scored from the views they have, by the rule of
+:mod:`mammokit.models.breast` (every variant: a breast is predicted from the heads that see one of
+its own views; missing views are masked); each row's ``views`` column lists the views used, and a
+breast with no view at all has empty cells (and a warning), never a silently dropped row. Exams
+whose images cannot be read are listed in ``<output stem>.skipped.csv`` with the reason. With
 ``strict=True`` the first such exam is an error instead.
 
 On CUDA the default is bf16 autocast with channels_last tensors (``dtype="fp32"`` switches it
@@ -64,26 +66,27 @@ class PredictResult:
     Attributes:
         exam_ids: scored exams, in exam-list order.
         probabilities: ``[N, 4]`` float64, columns ``LABEL_COLUMNS``.
+            NaN for a breast of an exam with no view of that breast.
+        views: per scored exam, the views its prediction used (``"L-CC;R-CC;L-MLO;R-MLO"``).
         skipped: ``[(exam_id, reason)]`` of exams that could not be scored.
-        models_used: per scored exam, how many of the given models scored it (fewer than all when
-            a view was missing and only image-wise models could).
         output, skipped_output: files written (``None`` without ``output``).
         seconds: wall time of the scoring loop.
     """
 
     exam_ids: list[str]
     probabilities: np.ndarray
+    views: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    models_used: list[int] = field(default_factory=list)
     output: Path | None = None
     skipped_output: Path | None = None
     seconds: float = 0.0
 
     def as_rows(self) -> list[dict[str, Any]]:
-        """CSV rows: ``exam_id`` + the four label columns (4 decimals)."""
+        """CSV rows: ``exam_id``, the four label columns (4 decimals; empty for a breast without
+        views) and ``views``."""
         return [
-            {"exam_id": eid, **{c: f"{p:.4f}" for c, p in zip(LABEL_COLUMNS, probs)}}
-            for eid, probs in zip(self.exam_ids, self.probabilities)
+            {"exam_id": eid, **{c: "" if p != p else f"{p:.4f}" for c, p in zip(LABEL_COLUMNS, probs)}, "views": v}
+            for eid, probs, v in zip(self.exam_ids, self.probabilities, self.views)
         ]
 
 
@@ -94,7 +97,6 @@ class LoadedModel:
     path: str
     model: Any
     in_channels: int
-    required_views: tuple[str, ...]
     preset: Any = None
 
 
@@ -125,7 +127,7 @@ def load_models(model_paths: Sequence[str | Path], device) -> list[LoadedModel]:
         if torch.device(device).type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         loaded.append(
-            LoadedModel(str(path), model, in_channels, tuple(getattr(model, "required_views", VIEWS)), meta.get("preset"))
+            LoadedModel(str(path), model, in_channels, meta.get("preset"))
         )
     return loaded
 
@@ -149,10 +151,6 @@ def _check_model_presets(models: Sequence[LoadedModel], preset: Preset) -> None:
                 "predictions will be off-distribution",
                 m.path, *sizes, preset.name, preset.cc_input_size, preset.mlo_input_size,
             )
-
-
-def _models_for(models: Sequence[LoadedModel], present: Sequence[str]) -> list[LoadedModel]:
-    return [m for m in models if all(v in present for v in m.required_views)]
 
 
 def _score(
@@ -268,38 +266,28 @@ def predict_exams(
                 skip(exam_id, str(error))
                 continue
             present = [v for v in VIEWS if v in views]
-            usable = _models_for(models, present)
-            if not usable:
-                missing = [v for v in VIEWS if v not in present]
-                skip(exam_id, f"missing view(s) {', '.join(missing)}; none of the models given can score an "
-                              f"incomplete exam (give an image_wise model)")
-                continue
             try:
                 rng = np.random.default_rng(derive_seed(seed, exam_id)) if tta > 0 else None
                 inputs = make_model_inputs(views, exam, preset, rng, n_draws, device, augment=tta > 0)
             except MammokitError as exc:
                 skip(exam_id, str(exc))
                 continue
-            p = torch.stack([_score(m, inputs, batch_size, dtype, device) for m in usable]).mean(0)
+            p = torch.stack([_score(m, inputs, batch_size, dtype, device) for m in models]).mean(0)
             p = p.cpu().double().numpy()
-            if np.isnan(p).any():
+            if len(present) < len(VIEWS):
                 no_breast = sorted({LABEL_COLUMNS[i].split("_")[0] for i in np.flatnonzero(np.isnan(p))})
-                skip(exam_id, f"no image of the {' and '.join(no_breast)} breast (views present: {', '.join(present)})")
-                continue
-            if len(usable) < len(models):
-                log.warning(
-                    "exam %s: views %s missing; scored by %d of %d models (those that take incomplete exams)",
-                    exam_id, ", ".join(v for v in VIEWS if v not in present), len(usable), len(models),
-                )
+                log.warning("exam %s: views %s missing; scored from %s%s", exam_id,
+                            ", ".join(v for v in VIEWS if v not in present), ", ".join(present),
+                            f"; no prediction for the {' and '.join(no_breast)} breast" if no_breast else "")
             ids.append(exam_id)
             probs.append(p)
-            used.append(len(usable))
+            used.append(";".join(present))
         bar.close()
     return PredictResult(
         exam_ids=ids,
         probabilities=np.array(probs, dtype=np.float64).reshape(-1, len(LABEL_COLUMNS)),
+        views=used,
         skipped=skipped,
-        models_used=used,
         seconds=time.perf_counter() - start,
     )
 
@@ -369,7 +357,7 @@ def predict(
     )
     if output is not None:
         result.output = Path(output)
-        write_csv_atomic(result.output, result.as_rows(), ["exam_id", *LABEL_COLUMNS])
+        write_csv_atomic(result.output, result.as_rows(), ["exam_id", *LABEL_COLUMNS, "views"])
         result.skipped_output = skipped_path(output)
         write_csv_atomic(
             result.skipped_output, [{"exam_id": e, "reason": r} for e, r in result.skipped], ["exam_id", "reason"]

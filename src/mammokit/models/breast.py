@@ -19,6 +19,20 @@ their view-wise and image-wise weights load after a prefix change (``mammokit.mo
 
 Input tensors are keyed by view (``VIEWS``), ``[B, C, H, W]``, already flipped (chest wall on
 the left) and standardised; C = 1 (image) or 3 (image, benign heatmap, malignant heatmap).
+
+Missing views (exams as they come: one to three views), the same rule for every variant:
+
+* a missing view contributes a zero feature vector in place of its column's output (views
+  missing from the whole batch are left out of the dict; views missing for some exams of a batch
+  are marked in a ``present`` mask ``[B, 4]`` in ``VIEWS`` order, their input windows ignored);
+* an output group predicts a breast's labels only when at least one view *of that breast* among
+  the group's inputs is present (:meth:`BreastModel.label_mask`): view-wise, the CC head predicts
+  the left breast only with L-CC, the MLO head only with L-MLO; image-wise, each view's head its
+  own breast; breast-wise, a breast's branch with either of its views; joint, with either;
+* the loss and the averaged prediction use only those (group, label) pairs; a breast with no view
+  at all gets no prediction (NaN).
+
+With all four views the computation is exactly the paper's.
 """
 
 from __future__ import annotations
@@ -93,8 +107,6 @@ class BreastModel(nn.Module):
 
     Attributes:
         output_labels: ``{group: labels}`` of :meth:`forward`'s output groups.
-        required_views: views :meth:`forward` needs. Empty for ``image_wise``, which scores each
-            breast from whichever of its views are given (see :meth:`predict_proba`).
     """
 
     def __init__(
@@ -124,7 +136,6 @@ class BreastModel(nn.Module):
             self.add_module(f"fc1_{suffix}", nn.Linear(width, width))
             self.add_module(f"output_layer_{suffix}", OutputLayer(width, len(labels), self.num_classes))
         self.output_labels: dict[str, tuple[str, ...]] = {g: labels for g, _, _, labels in self._groups}
-        self.required_views: tuple[str, ...] = () if variant == "image_wise" else VIEWS
         self.prediction_columns: tuple[str, ...] = BIRADS_COLUMNS if task == "birads" else LABEL_COLUMNS
 
     # ------------------------------------------------------------------ inputs
@@ -133,9 +144,6 @@ class BreastModel(nn.Module):
         unknown = sorted(set(present) - set(VIEWS))
         if unknown:
             raise ValueError(f"unknown view(s) {unknown}; expected keys among {VIEWS}")
-        missing = [v for v in self.required_views if v not in present]
-        if missing:
-            raise ValueError(f"{self.variant} model needs all four views; missing {missing}")
         if not present:
             raise ValueError("no views given")
         batch = None
@@ -149,83 +157,120 @@ class BreastModel(nn.Module):
             batch = x.shape[0]
         return present
 
-    def _active_groups(self, present: dict[str, torch.Tensor]):
-        # A group is computed when all its views are present (always, except image_wise partial).
-        return [g for g in self._groups if all(v in present for v in g[2])]
+    def availability(self, views: dict[str, torch.Tensor | None], present: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, 4]`` bool in ``VIEWS`` order: which views each exam has (a view absent from
+        ``views`` is absent for every exam; ``present`` marks exams missing a view in a batch)."""
+        given = self._check_views(views)
+        first = next(iter(given.values()))
+        avail = torch.tensor([v in given for v in VIEWS], device=first.device).expand(first.shape[0], -1)
+        if present is not None:
+            avail = avail & present.to(device=first.device, dtype=torch.bool)
+        return avail
+
+    def label_mask(self, avail: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{group: [B, L] bool}``: whether each group predicts each of its labels for each exam,
+        from the views available (``[B, 4]``, :meth:`availability`; rule in the module docstring)."""
+        out = {}
+        for name, _, views, labels in self._groups:
+            cols = []
+            for label in labels:
+                side = {"left": "L", "right": "R"}.get(label.split("_")[0])  # "birads": either breast
+                idx = [VIEWS.index(v) for v in views if side is None or v.startswith(side)]
+                cols.append(avail[:, idx].any(dim=1) if idx else torch.zeros_like(avail[:, 0]))
+            out[name] = torch.stack(cols, dim=1)
+        return out
 
     # ------------------------------------------------------------------ stages
-    def forward_features(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Column outputs, globally average-pooled: ``{view: [B, 256]}`` for the views given.
+    def forward_features(self, views: dict[str, torch.Tensor], present: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Column outputs, globally average-pooled: ``{view: [B, 256]}`` for all four views; a
+        view absent from ``views`` (or masked out by ``present`` ``[B, 4]``) gives zeros.
 
         Adds the training-time input noise, so :meth:`forward` calls this once.
         """
-        present = self._check_views(views)
+        given = self._check_views(views)
         feats = {}
-        for view, x in present.items():
+        for view, x in given.items():
             if self.training and self.input_noise_std > 0:
                 x = x + torch.randn_like(x) * self.input_noise_std
             feats[view] = self.columns[column_name(view)](x).mean(dim=(2, 3))
-        return feats
+        first = next(iter(feats.values()))
+        if present is not None and not bool(present.all()):
+            # Masked after the column: an exam missing a view sees a zero feature vector for it.
+            keep = present.to(device=first.device, dtype=first.dtype)
+            feats = {v: f * keep[:, VIEWS.index(v), None] for v, f in feats.items()}
+        for view in VIEWS:
+            if view not in feats:
+                feats[view] = torch.zeros_like(first)
+        return {v: feats[v] for v in VIEWS}
 
     def _hidden(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         hidden = {}
-        for name, suffix, views, _ in self._active_groups(feats):
+        for name, suffix, views, _ in self._groups:
             h = torch.cat([feats[v] for v in views], dim=1)
             hidden[name] = F.relu(getattr(self, f"fc1_{suffix}")(h))
         return hidden
 
-    def forward_hidden(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward_hidden(self, views: dict[str, torch.Tensor], present: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """First-FC activations per output group, e.g. view_wise ``{"CC": [B, 512], "MLO": [B, 512]}``,
         image_wise ``{"L-CC": [B, 256], ...}``, breast_wise ``{"L": [B, 512], "R": ...}``,
         joint ``{"joint": [B, 1024]}``."""
-        return self._hidden(self.forward_features(views))
+        return self._hidden(self.forward_features(views, present))
 
     def forward_head(self, hidden: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Output layers: ``{group: [B, L, K]}`` logits from :meth:`forward_hidden`'s activations."""
         suffix = {name: s for name, s, _, _ in self._groups}
         return {g: getattr(self, f"output_layer_{suffix[g]}")(h) for g, h in hidden.items()}
 
-    def forward(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, views: dict[str, torch.Tensor], present: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``{view: [B, C, H, W]}`` -> ``{group: logits [B, L, K]}`` (groups in ``output_labels``).
 
-        image_wise returns only the groups whose view is given; the other variants need all four.
+        Every group is computed; with missing views, :meth:`label_mask` says which of its labels
+        it actually predicts (the others rest on zero features only).
         """
-        return self.forward_head(self.forward_hidden(views))
+        return self.forward_head(self.forward_hidden(views, present))
 
     @torch.no_grad()
-    def predict_proba(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
+    def predict_proba(self, views: dict[str, torch.Tensor], present: torch.Tensor | None = None) -> torch.Tensor:
         """Probabilities per exam, averaged over the output groups that predict each label.
 
         Returns ``[B, 4]`` in ``LABEL_COLUMNS`` order (probability of the finding: softmax
-        column 1), or ``[B, 3]`` for BI-RADS (softmax over BI-RADS 0 / 1 / 2). For image_wise
-        with missing views, a breast with none of its views gets NaN.
+        column 1), or ``[B, 3]`` for BI-RADS (softmax over BI-RADS 0 / 1 / 2). A breast with none
+        of its views gets NaN.
         """
-        return probabilities_from_logits(self(views), self.output_labels, self.task)
+        avail = self.availability(views, present)
+        mask = None if bool(avail.all()) else self.label_mask(avail)
+        return probabilities_from_logits(self(views, present), self.output_labels, self.task, mask)
 
 
 BIRADS_COLUMNS = ("birads_0", "birads_1", "birads_2")
 
 
 def probabilities_from_logits(
-    logits: dict[str, torch.Tensor], output_labels: dict[str, tuple[str, ...]], task: str
+    logits: dict[str, torch.Tensor], output_labels: dict[str, tuple[str, ...]], task: str,
+    mask: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Mean over groups of per-label probabilities: ``{group: [B, L, K]}`` -> ``[B, 4]`` or ``[B, 3]``.
 
-    Labels predicted by no group are NaN (image_wise with a breast's views all missing).
+    ``mask`` (:meth:`BreastModel.label_mask`, ``{group: [B, L] bool}``) leaves out the (group,
+    label) pairs a group does not predict for an exam; a label predicted by no group is NaN.
     """
     first = next(iter(logits.values()))
     batch = first.shape[0]
     if task == "birads":
-        probs = [F.softmax(x.float(), dim=-1)[:, 0, :] for x in logits.values()]
-        return torch.stack(probs).mean(0)
+        probs = torch.stack([F.softmax(x.float(), dim=-1)[:, 0, :] for x in logits.values()])  # [G, B, 3]
+        if mask is None:
+            return probs.mean(0)
+        m = torch.stack([mask[g][:, 0] for g in logits]).float()[..., None]  # [G, B, 1]
+        return (probs * m).sum(0) / m.sum(0)
     total = torch.zeros(batch, len(LABEL_COLUMNS), device=first.device)
-    count = torch.zeros(len(LABEL_COLUMNS), device=first.device)
+    count = torch.zeros(batch, len(LABEL_COLUMNS), device=first.device)
     for group, x in logits.items():
         p = F.softmax(x.float(), dim=-1)[..., 1]  # [B, L]
+        m = torch.ones_like(p) if mask is None else mask[group].to(p.dtype)
         for j, label in enumerate(output_labels[group]):
             col = LABEL_COLUMNS.index(label)
-            total[:, col] += p[:, j]
-            count[col] += 1
+            total[:, col] += p[:, j] * m[:, j]
+            count[:, col] += m[:, j]
     return total / count  # 0 / 0 = NaN for labels without a group
 
 

@@ -139,27 +139,31 @@ class Ensemble(nn.Module):
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
         first = self.members[0]
-        for attr in ("output_labels", "required_views", "task", "in_channels", "num_classes", "prediction_columns"):
+        for attr in ("output_labels", "task", "in_channels", "num_classes", "prediction_columns"):
             if hasattr(first, attr):
                 setattr(self, attr, getattr(first, attr))
 
-    def forward(self, x):
-        outs = [m(x) for m in self.members]
+    def forward(self, x, *rest):
+        outs = [m(x, *rest) for m in self.members]
         if isinstance(outs[0], dict):
             return {g: torch.log(torch.stack([o[g].float().softmax(-1) for o in outs]).mean(0)) for g in outs[0]}
         return torch.log(torch.stack([o.float().softmax(-1) for o in outs]).mean(0))
 
     @torch.no_grad()
-    def predict_proba(self, x) -> torch.Tensor:
-        return torch.stack([m.predict_proba(x) for m in self.members]).mean(0)
+    def predict_proba(self, x, *rest) -> torch.Tensor:
+        return torch.stack([m.predict_proba(x, *rest) for m in self.members]).mean(0)
 
-    def forward_features(self, x):
-        outs = [m.forward_features(x) for m in self.members]
+    def forward_features(self, x, *rest):
+        outs = [m.forward_features(x, *rest) for m in self.members]
         return {k: torch.cat([o[k] for o in outs], dim=1) for k in outs[0]}
 
-    def forward_hidden(self, x):
-        outs = [m.forward_hidden(x) for m in self.members]
+    def forward_hidden(self, x, *rest):
+        outs = [m.forward_hidden(x, *rest) for m in self.members]
         return {k: torch.cat([o[k] for o in outs], dim=1) for k in outs[0]}
+
+    def label_mask(self, avail):
+        """The members' shared missing-view rule (:meth:`BreastModel.label_mask`)."""
+        return self.members[0].label_mask(avail)
 
 
 def _sniff(path: Path) -> None:

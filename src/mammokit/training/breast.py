@@ -130,6 +130,16 @@ def _to_device(views: dict[str, torch.Tensor], device: torch.device, channels_la
     return {v: x.to(device, non_blocking=True).contiguous(memory_format=fmt) for v, x in views.items()}
 
 
+def _missing_views(core: nn.Module, batch: dict, device: torch.device):
+    """``(present [B, 4] or None, label mask or None)`` of a batch: None when every exam has all
+    four views (then the computation is exactly the paper's)."""
+    present = batch.get("present")
+    if present is None or bool(present.all()):
+        return None, None
+    present = present.to(device)
+    return present, core.label_mask(present)
+
+
 def sync_buffers(model: nn.Module, ctx: D.DistContext) -> None:
     """Give every rank rank 0's batch-norm running statistics. DDP broadcasts buffers at the start
     of each training forward, but the last forward of an epoch updates them locally; syncing
@@ -185,10 +195,11 @@ def train_one_epoch(
         views = _to_device(batch["views"], device, channels_last)
         targets = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
         n_local = local_sizes[offset]
+        present, mask = _missing_views(core, batch, device)
         with out_of_memory_is_fatal(device, "exams per step"):
             with autocast(device, amp):
-                outputs = model(views)
-            loss, _ = breast_loss(outputs, core.output_labels, targets)
+                outputs = model(views, present)
+            loss, _ = breast_loss(outputs, core.output_labels, targets, mask)
             scale = n_local * ctx.world_size / global_sizes[step]
             optimizer.zero_grad(set_to_none=True)
             (loss * scale).backward()
@@ -242,13 +253,15 @@ def predict_dataset(
     for batch in progress(loader, total=len(loader), desc="validate", disable=None if ctx.is_main else True):
         views = _to_device(batch["views"], device, channels_last)
         targets = {k: v.to(device) for k, v in batch["targets"].items()}
+        present, mask = _missing_views(core, batch, device)
         with autocast(device, amp):
-            logits = core(views)
-        probs = probabilities_from_logits({g: x.float() for g, x in logits.items()}, core.output_labels, core.task)
+            logits = core(views, present)
+        probs = probabilities_from_logits({g: x.float() for g, x in logits.items()}, core.output_labels, core.task, mask)
         # Per-exam loss: the same sum of terms as training, for each exam on its own.
         for j, idx in enumerate(batch["index"].tolist()):
             one = {g: x[j : j + 1].float() for g, x in logits.items()}
-            loss_j, _ = breast_loss(one, core.output_labels, {k: v[j : j + 1] for k, v in targets.items()})
+            one_mask = None if mask is None else {g: m[j : j + 1] for g, m in mask.items()}
+            loss_j, _ = breast_loss(one, core.output_labels, {k: v[j : j + 1] for k, v in targets.items()}, one_mask)
             rows.append((idx, probs[j].cpu().tolist(), float(loss_j)))
     gathered = [r for part in D.all_gather_objects(rows, ctx) for r in part]
     gathered.sort(key=lambda r: r[0])

@@ -75,12 +75,15 @@ def _check_png(path: Path) -> str | None:
 
 
 def check_exam(exam: dict, workdir: Path, meta: dict, heatmaps: bool, check_images: bool = True) -> str | None:
-    """The reason an exam cannot be trained on, or None. Checks every view has an image,
-    window centre and (with ``heatmaps``) heatmap files, and that the images are readable."""
+    """The reason an exam cannot be trained on, or None. An exam with one to three of the four
+    views is used (the models mask the missing ones); every view it has needs an image, a window
+    centre and (with ``heatmaps``) heatmap files, and readable images."""
+    if not any(exam.get(view) for view in VIEWS):
+        return "no image of any of the four views"
     for view in VIEWS:
         names = exam.get(view) or []
         if not names:
-            return f"missing view {view}"
+            continue
         centers = (exam.get("best_center") or {}).get(view) or []
         if len(centers) != len(names) or any(c is None for c in centers):
             return f"no best_center for {view} (preprocessing incomplete)"
@@ -169,6 +172,9 @@ def prepare_data(
         usable.append(ExamRecord(exam, targets, _is_biopsied(row), patient, split.lower() if split else None))
     for row in excluded:
         log.warning("excluding exam %s: %s", row["exam_id"], row["reason"])
+    partial = sum(1 for r in usable if not all(r.exam.get(v) for v in VIEWS))
+    if partial:
+        log.info("%d of %d exams have fewer than four views (their missing views are masked)", partial, len(usable))
 
     if val_fraction is None and not any(r.split for r in usable):
         raise InputFileError("the labels have no 'split' column (train/val): give --val-fraction to split by patient")
@@ -192,8 +198,10 @@ class ExamDataset(torch.utils.data.Dataset):
     Items are addressed by ``(index, epoch)``; ``epoch = -1`` (or ``augment=False``) gives the
     deterministic evaluation window at ``best_center`` with the first image of each view.
 
-    Returns per item ``(views, targets, index)``: ``views`` = ``{view: Tensor[C, h, w]}``
-    (flipped, standardised; ``h, w = preset.input_size(view)``), ``targets`` = ``{label: int}``.
+    Returns per item ``(views, targets, index, present)``: ``views`` = ``{view: Tensor[C, h, w]}``
+    for all four views (flipped, standardised; ``h, w = preset.input_size(view)``; zeros for a
+    view the exam lacks), ``targets`` = ``{label: int}``, ``present`` = ``[4]`` bool in ``VIEWS``
+    order.
     """
 
     def __init__(
@@ -237,13 +245,18 @@ class ExamDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[dict[str, torch.Tensor], dict[str, int], int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[dict[str, torch.Tensor], dict[str, int], int, torch.Tensor]:
         index, epoch = key
         record = self.records[index]
         augment = self.augment and epoch >= 0
         rng = rng_for(self.seed, "window", epoch, record.exam_id) if augment else None
         views = exam_inputs(record.exam, self.workdir, self.preset, self.heatmaps, rng, self.cache, self.image_dir)
-        return views, record.targets, index
+        present = torch.tensor([v in views for v in VIEWS])
+        channels = 3 if self.heatmaps else 1
+        for v in VIEWS:  # a placeholder the model masks out (batches need every view)
+            if v not in views:
+                views[v] = torch.zeros((channels, *self.preset.input_size(v)), dtype=torch.float32)
+        return {v: views[v] for v in VIEWS}, record.targets, index, present
 
 
 def exam_inputs(
@@ -255,7 +268,7 @@ def exam_inputs(
     cache: Any = None,
     image_dir: str = "cropped",
 ) -> dict[str, torch.Tensor]:
-    """One draw of an exam's four model inputs ``{view: [C, h, w]}`` (float32, CPU).
+    """One draw of the model inputs of the views an exam has, ``{view: [C, h, w]}`` (float32, CPU).
 
     ``rng=None``: the first image of each view and the deterministic window at ``best_center``;
     otherwise a random image per view (the reference picks one at random per draw) and a random
@@ -264,7 +277,7 @@ def exam_inputs(
     from mammokit.data.views import load_exam_views, make_model_inputs
 
     if rng is None:  # only image 0 of each view is used: do not decode the others
-        loaded = {v: [load_view_first(workdir, exam, v, heatmaps, cache, image_dir)] for v in VIEWS}
+        loaded = {v: [load_view_first(workdir, exam, v, heatmaps, cache, image_dir)] for v in VIEWS if exam.get(v)}
     else:
         loaded = load_exam_views(workdir, exam, heatmaps=heatmaps, cache=cache, image_dir=image_dir)
     inputs = make_model_inputs(loaded, exam, preset, rng=rng, n_draws=1, device="cpu", augment=rng is not None)
@@ -277,9 +290,11 @@ def load_view_first(workdir: Path, exam: dict, view: str, heatmaps: bool, cache:
     return load_view(workdir, exam, view, 0, heatmaps, cache, image_dir)
 
 
-def collate_exams(items: list[tuple[dict, dict, int]]) -> dict[str, Any]:
-    """Stack items: ``{"views": {view: [B, C, h, w]}, "targets": {label: [B] long}, "index": [B]}``."""
+def collate_exams(items: list[tuple[dict, dict, int, torch.Tensor]]) -> dict[str, Any]:
+    """Stack items: ``{"views": {view: [B, C, h, w]}, "targets": {label: [B] long}, "index": [B],
+    "present": [B, 4] bool}``."""
     views = {v: torch.stack([it[0][v] for it in items]) for v in items[0][0]}
     targets = {k: torch.tensor([it[1][k] for it in items], dtype=torch.long) for k in items[0][1]}
     index = torch.tensor([it[2] for it in items], dtype=torch.long)
-    return {"views": views, "targets": targets, "index": index}
+    present = torch.stack([it[3] for it in items])
+    return {"views": views, "targets": targets, "index": index, "present": present}

@@ -12,6 +12,7 @@ def breast_loss(
     outputs: Mapping[str, torch.Tensor],
     output_labels: Mapping[str, tuple[str, ...]],
     targets: Mapping[str, torch.Tensor],
+    mask: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum over (output group, label) of the cross-entropy averaged over the batch.
 
@@ -22,6 +23,10 @@ def breast_loss(
         outputs: group -> logits ``[B, L, K]`` (``L`` labels of the group, ``K`` classes).
         output_labels: group -> the ``L`` label names.
         targets: label name -> class indices ``[B]`` (long).
+        mask: group -> ``[B, L]`` bool, the (exam, label) pairs the group predicts when views are
+            missing (:meth:`mammokit.models.breast.BreastModel.label_mask`); the others add no loss.
+            Each term stays a mean over the whole batch, so the gradient of a label does not grow
+            when other exams of the batch miss a view.
     Returns:
         (loss scalar, {"group/label": term value}).
     """
@@ -32,7 +37,11 @@ def breast_loss(
         if logits.dim() != 3 or logits.shape[1] != len(labels):
             raise ValueError(f"output {group!r} has shape {tuple(logits.shape)}, expected [B, {len(labels)}, K]")
         for j, label in enumerate(labels):
-            term = F.cross_entropy(logits[:, j, :].float(), targets[label])
+            if mask is None:
+                term = F.cross_entropy(logits[:, j, :].float(), targets[label])
+            else:
+                ce = F.cross_entropy(logits[:, j, :].float(), targets[label], reduction="none")
+                term = (ce * mask[group][:, j].to(ce.dtype)).sum() / ce.shape[0]
             terms[f"{group}/{label}"] = float(term.detach())
             total = term if total is None else total + term
     if total is None:
