@@ -10,12 +10,8 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from mammokit.data.dicom import (
-    normalise_view,
-    read_dicom_info,
-    read_dicom_pixels,
-    write_dicom,
-)
+from mammokit.data.dicom import normalise_view, read_dicom_info, read_dicom_pixels
+from mammokit.data.dicom_write import write_dicom
 from mammokit.data.images import ImageReadError, read_image
 
 H, W = 64, 48
