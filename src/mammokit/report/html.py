@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mammokit.config import LABEL_COLUMNS, VIEWS
-from mammokit.errors import InputFileError, MissingFileError
+from mammokit.errors import ImageReadError, InputFileError, MissingFileError
 from mammokit.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -121,7 +121,7 @@ def _view_tiles(workdir: Path, exam: dict, image_dir: str, height: int) -> tuple
         path = workdir / image_dir / f"{names[0]}.png"
         try:
             img = read_image(path)
-        except Exception as exc:  # one unreadable image must not sink the whole report
+        except ImageReadError as exc:  # one unreadable image must not sink the whole report
             log.warning("report: %s: %s", path, exc)
             plain.append(f"<figure><figcaption>{view}: cannot read {html.escape(path.name)}</figcaption></figure>")
             continue
