@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from mammokit.errors import ImageReadError
+from mammokit.utils.text import safe_text
 
 # Packages that decode each compressed transfer syntax (for the "install ..." hint).
 _DECODER_PACKAGES = {
@@ -94,6 +95,9 @@ _PIXEL_GROUP = 0x7FE0
 class DicomInfo:
     """What a DICOM header says about one image (no pixels read).
 
+    Header text is untrusted: ``study_uid`` and ``sop_instance_uid`` are as stored (validate them
+    with :func:`mammokit.utils.text.uid_problem` before use); every other string field has been
+    through :func:`mammokit.utils.text.safe_text` (no control characters or line breaks).
     ``laterality`` is ``"L"``/``"R"`` or ``None``; ``view`` is the normalised view code (``CC``,
     ``MLO``, or e.g. ``ML``, ``XCCL``) or ``None``; ``mirrored`` is True when PatientOrientation
     says the image is stored mirrored relative to the display convention (L images chest wall on
@@ -142,13 +146,22 @@ def normalise_view(value: object) -> str | None:
     meaning = _VIEW_MEANINGS.get(text.lower())
     if meaning:
         return meaning
-    return re.sub(r"[\s_\-]+", "", text).upper()
+    return safe_text(re.sub(r"[\s_\-]+", "", text).upper()) or None
 
 
 def _str_or_none(value: object) -> str | None:
+    """Header text as one safe line (:func:`~mammokit.utils.text.safe_text`), or None if empty."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = safe_text(str(value).strip())
+    return text or None
+
+
+def _raw_or_none(value: object) -> str | None:
+    """Header text as stored (for UIDs, which the caller validates), or None if empty."""
+    if value is None:
+        return None
+    text = str(value).strip(" \x00")
     return text or None
 
 
@@ -261,9 +274,9 @@ def read_dicom_info(path: str | os.PathLike) -> DicomInfo:
 
     return DicomInfo(
         path=str(path),
-        study_uid=_str_or_none(ds.get("StudyInstanceUID")),
+        study_uid=_raw_or_none(ds.get("StudyInstanceUID")),
         patient_id=_str_or_none(ds.get("PatientID")),
-        sop_instance_uid=_str_or_none(ds.get("SOPInstanceUID")),
+        sop_instance_uid=_raw_or_none(ds.get("SOPInstanceUID")),
         laterality=laterality,
         view=view,
         view_modifiers=modifiers,
@@ -387,8 +400,8 @@ def _orientation_of(ds) -> list[str]:
     if raw is None or raw == "":
         return []
     if isinstance(raw, str):
-        return [raw.strip()]
-    return [str(v).strip() for v in raw]
+        return [safe_text(raw.strip())]
+    return [safe_text(str(v).strip()) for v in raw]
 
 
 def read_dicom_pixels(path: str | os.PathLike, standard_orientation: bool = True) -> np.ndarray:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 from mammokit.config import LABEL_COLUMNS, VIEWS
 from mammokit.errors import InputFileError, MissingFileError
 from mammokit.utils.io import write_csv_atomic
+from mammokit.utils.text import safe_filename
 from mammokit.views import View, normalise_view_name
 
 MANIFEST_REQUIRED = ("exam_id", "view", "path")
@@ -69,8 +69,10 @@ class ManifestRow:
 
 
 def sanitise_id(exam_id: str) -> str:
-    """The exam id as used in file names: characters outside ``[A-Za-z0-9._-]`` become ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", exam_id)
+    """The exam id as used in file names (:func:`mammokit.utils.text.safe_filename`): characters
+    outside ``[A-Za-z0-9._-]`` and leading dots become ``_``, ids over 120 characters are cut
+    and end in a hash, so no id can name a path outside the work folder (``../../x``)."""
+    return safe_filename(exam_id)
 
 
 def image_name(exam_id: str, view: str, index: int = 0) -> str:
@@ -80,31 +82,40 @@ def image_name(exam_id: str, view: str, index: int = 0) -> str:
 
 
 def _read_csv(path: Path, kind: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and ``(line, {column: stripped value})`` rows of a CSV.
+
+    Rows end only where the CSV format says so (``newline=""``: the csv module splits on
+    ``\\r``/``\\n`` outside quotes), never at other characters ``str.splitlines`` treats as line
+    breaks (``\\x85``, ``\\u2028``...), which header text copied into a field may hold.
+    """
     if not path.exists():
         raise MissingFileError(f"{path}: {kind} not found")
+    if path.is_dir():
+        raise ManifestError(f"{path}: is a folder, not a {kind}")
     try:
         # utf-8-sig: spreadsheets often save CSVs with a byte-order mark.
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [(h or "").strip() for h in (reader.fieldnames or [])]
+            if not any(header):
+                raise ManifestError(f"{path}: empty {kind}")
+            reader.fieldnames = header
+            dupes = sorted({h for h in header if header.count(h) > 1 and h})
+            if dupes:
+                raise ManifestError(f"{path}: line 1: duplicate column(s) {', '.join(dupes)}")
+            rows = []
+            for record in reader:
+                line = reader.line_num
+                if None in record:
+                    raise ManifestError(f"{path}: line {line}: more fields than columns in the header")
+                values = {k: (v or "").strip() for k, v in record.items() if k}
+                if not any(values.values()):
+                    continue  # blank line
+                rows.append((line, values))
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
-    lines = text.splitlines()
-    if not any(line.strip() for line in lines):
-        raise ManifestError(f"{path}: empty {kind}")
-    reader = csv.DictReader(lines)
-    header = [(h or "").strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    dupes = sorted({h for h in header if header.count(h) > 1 and h})
-    if dupes:
-        raise ManifestError(f"{path}: line 1: duplicate column(s) {', '.join(dupes)}")
-    rows = []
-    for record in reader:
-        line = reader.line_num
-        if None in record:
-            raise ManifestError(f"{path}: line {line}: more fields than columns in the header")
-        values = {k: (v or "").strip() for k, v in record.items() if k}
-        if not any(values.values()):
-            continue  # blank line
-        rows.append((line, values))
+        raise ManifestError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start} of a block)") from None
+    except csv.Error as exc:
+        raise ManifestError(f"{path}: malformed CSV ({exc})") from None
     return header, rows
 
 

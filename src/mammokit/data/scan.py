@@ -7,9 +7,14 @@ Every file under ``root`` is classified without reading pixels:
   Rejected, with a reason, when: unreadable header; Modality other than MG; PresentationIntentType
   FOR PROCESSING (raw detector data); no pixel data; several frames; missing laterality; missing
   view; a view other than CC/MLO (ML, LM, XCCL...); a view modifier (spot compression,
-  magnification...); no StudyInstanceUID; a duplicate SOPInstanceUID (a copy of an earlier file).
+  magnification...); no StudyInstanceUID; a StudyInstanceUID or SOPInstanceUID that is not a
+  valid UID (digits and dots, at most 64 characters, no leading zeros); a duplicate
+  SOPInstanceUID (a copy of an earlier file). Header text (PatientID, reasons quoting header
+  values) is escaped by :func:`mammokit.utils.text.safe_text`, so no control character or line
+  break from a header reaches the manifest, the rejects CSV or the log.
 * PNG named ``<exam>_<L|R>_<CC|MLO>[_<k>].png`` (the reference's naming): one manifest row each;
-  other PNG names and files that are not PNGs are rejected.
+  other PNG names (including exam ids holding control characters or line breaks) and files that
+  are not PNGs are rejected.
 * Anything else (CSV, XML, text, hidden files) is ignored and counted in the log.
 
 A bad file never stops the scan. Output order is deterministic: manifest rows sorted by
@@ -32,6 +37,7 @@ from mammokit.data.manifest import ManifestRow, write_manifest
 from mammokit.errors import InputFileError, MissingFileError
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.log import get_logger, progress
+from mammokit.utils.text import safe_text, uid_problem
 
 log = get_logger(__name__)
 
@@ -92,7 +98,7 @@ def classify_dicom(path: Path) -> _Item:
     from mammokit.data.dicom import read_dicom_info
 
     def reject(code: str, reason: str) -> _Item:
-        return _Item(path, reject=Reject(str(path), code, reason))
+        return _Item(path, reject=Reject(str(path), code, safe_text(reason, escape_backslash=False)))
 
     try:
         info = read_dicom_info(path)
@@ -116,15 +122,25 @@ def classify_dicom(path: Path) -> _Item:
         return reject("view_modifier", f"view modifier {', '.join(info.view_modifiers)} (not a standard screening view)")
     if not info.study_uid:
         return reject("no_study", "missing StudyInstanceUID (the exam id)")
+    # UIDs become exam ids (CSV fields, JSON, file names) and duplicate keys: only well-formed
+    # ones (digits and dots) are taken, so header bytes such as \x85 or "../" never travel on.
+    for keyword, uid in (("StudyInstanceUID", info.study_uid), ("SOPInstanceUID", info.sop_instance_uid)):
+        problem = uid_problem(uid) if uid is not None else None
+        if problem:
+            return reject("bad_uid", f"invalid {keyword} {safe_text(uid, max_len=80)!r}: {problem}")
     row = ManifestRow(exam_id=info.study_uid, view=info.view_name, path=path.resolve(), patient_id=info.patient_id)
     return _Item(path, row=row, sop_uid=info.sop_instance_uid)
 
 
 def classify_png(path: Path) -> _Item:
     """A PNG named ``<exam>_<L|R>_<CC|MLO>[_<k>].png`` becomes a manifest row."""
-    m = PNG_NAME.match(path.stem)
+    m = PNG_NAME.fullmatch(path.stem)
     if m is None:
         return _Item(path, reject=Reject(str(path), "png_name", "PNG name is not <exam>_<L|R>_<CC|MLO>[_<k>].png"))
+    if safe_text(m.group("exam")) != m.group("exam"):
+        return _Item(path, reject=Reject(
+            str(path), "png_name", f"exam id {safe_text(m.group('exam'))!r} in the PNG name holds control characters, "
+            "line breaks or backslashes"))
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -144,7 +160,7 @@ def _classify(path: Path) -> _Item:
             return classify_png(path)
         return _Item(path, ignored=True)
     except Exception as exc:  # noqa: BLE001 - one odd file must not stop a scan of thousands
-        return _Item(path, reject=Reject(str(path), "unreadable", f"{type(exc).__name__}: {exc}"))
+        return _Item(path, reject=Reject(str(path), "unreadable", safe_text(f"{type(exc).__name__}: {exc}", escape_backslash=False)))
 
 
 def scan(

@@ -10,6 +10,18 @@ from tqdm.auto import tqdm
 _CONFIGURED = False
 
 
+class OneLineFormatter(logging.Formatter):
+    """Each log record is one line: control characters and Unicode line breaks in the message
+    (a file name, or header text quoted in a message) are escaped, so text from a file can never
+    start a forged log line. A traceback (``exc_info``) is still printed on the lines after."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging API
+        from mammokit.utils.text import safe_text
+
+        record.message = safe_text(record.message, escape_backslash=False)
+        return super().formatMessage(record)
+
+
 def get_logger(name: str) -> logging.Logger:
     """A module logger under the ``mammokit`` hierarchy."""
     return logging.getLogger(name if name.startswith("mammokit") else f"mammokit.{name}")
@@ -23,7 +35,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     logger.setLevel(level)
     if not _CONFIGURED:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.propagate = False
         _CONFIGURED = True
