@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mammokit.data.dicom_checks import as_int, one_line_reason, pixel_module_problem
 from mammokit.errors import ImageReadError
 from mammokit.utils.text import safe_text
 
@@ -123,6 +124,7 @@ class DicomInfo:
     patient_orientation: list[str] = field(default_factory=list)
     field_of_view_horizontal_flip: str | None = None
     mirrored: bool | None = None
+    pixel_problem: str | None = None
 
     @property
     def view_name(self) -> str | None:
@@ -197,8 +199,9 @@ def _mirroring_hint(laterality: str | None, orientation: list[str]) -> bool | No
     return row_dir[0] != expected
 
 
-def _pixel_data_after(fp, implicit_vr: bool, little_endian: bool) -> tuple[bool, bool]:
-    """``(present, truncated)`` for the element at the file position.
+def _pixel_data_after(fp, implicit_vr: bool, little_endian: bool) -> tuple[bool, bool, int | None]:
+    """``(present, truncated, length)`` for the element at the file position (``length`` None
+    when encapsulated or unknown).
 
     ``dcmread(stop_before_pixels=True)`` leaves the file at the first element of group 7FE0, so
     its tag and length tell cheaply whether pixel data follows and whether the file is long enough
@@ -207,21 +210,21 @@ def _pixel_data_after(fp, implicit_vr: bool, little_endian: bool) -> tuple[bool,
     start = fp.tell()
     head = fp.read(12)
     if len(head) < 8:
-        return False, False
+        return False, False, None
     order = "little" if little_endian else "big"
     group, element = int.from_bytes(head[0:2], order), int.from_bytes(head[2:4], order)
     if group != _PIXEL_GROUP or element not in (0x0008, 0x0009, 0x0010):
-        return False, False
+        return False, False, None
     if implicit_vr:
         length, header = int.from_bytes(head[4:8], order), 8
     elif len(head) == 12:
         length, header = int.from_bytes(head[8:12], order), 12  # OB/OW/OF/OD: 2 reserved bytes
     else:
-        return True, True
+        return True, True, None
     if length == 0xFFFFFFFF:  # encapsulated (compressed) frames: length not known up front
-        return True, False
+        return True, False, None
     fp.seek(0, os.SEEK_END)
-    return True, fp.tell() < start + header + length
+    return True, fp.tell() < start + header + length, length if element == 0x0010 else None
 
 
 def read_dicom_info(path: str | os.PathLike) -> DicomInfo:
@@ -238,17 +241,21 @@ def read_dicom_info(path: str | os.PathLike) -> DicomInfo:
             except InvalidDicomError:
                 raise ImageReadError(f"{path}: not a DICOM file") from None
             except Exception as exc:  # truncated headers raise many different errors
-                raise ImageReadError(f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})") from None
+                raise ImageReadError(f"{path}: unreadable DICOM header ({one_line_reason(exc)})") from None
             syntax = _str_or_none(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None))
-            truncated = False
+            truncated, pixel_length = False, None
             if syntax == "1.2.840.10008.1.2.1.99":
                 # Deflated: the file position is inside a decompressed stream; ask pydicom again.
                 fp.seek(0)
-                full = pydicom.dcmread(fp, defer_size=256)
-                has_pixels = any(tag.group == _PIXEL_GROUP for tag in full.keys())
+                try:
+                    full = pydicom.dcmread(fp)
+                    has_pixels = "PixelData" in full
+                    pixel_length = len(full.PixelData) if has_pixels else None
+                except Exception as exc:  # noqa: BLE001 - a broken deflate stream, cut-off data...
+                    raise ImageReadError(f"{path}: unreadable deflated DICOM ({one_line_reason(exc)})") from None
             else:
                 implicit, little = ds.original_encoding
-                has_pixels, truncated = _pixel_data_after(fp, bool(implicit), little is not False)
+                has_pixels, truncated, pixel_length = _pixel_data_after(fp, bool(implicit), little is not False)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
     except OSError as exc:
@@ -259,6 +266,13 @@ def read_dicom_info(path: str | os.PathLike) -> DicomInfo:
     if "SOPClassUID" not in ds and "Modality" not in ds:
         # pydicom stops quietly at the end of a cut-off file; a real image header has both.
         raise ImageReadError(f"{path}: truncated or incomplete DICOM header (no SOPClassUID or Modality)")
+    try:
+        return _info_from(path, ds, syntax, has_pixels, pixel_length)
+    except Exception as exc:  # noqa: BLE001 - a value pydicom cannot convert (unknown VR, odd length...)
+        raise ImageReadError(f"{path}: unreadable DICOM header ({one_line_reason(exc)})") from None
+
+
+def _info_from(path: Path, ds, syntax: str | None, has_pixels: bool, pixel_length: int | None) -> DicomInfo:
     laterality = _laterality_of(ds)
     orientation = _orientation_of(ds)
 
@@ -285,12 +299,13 @@ def read_dicom_info(path: str | os.PathLike) -> DicomInfo:
         photometric=_str_or_none(ds.get("PhotometricInterpretation")),
         transfer_syntax=syntax,
         has_pixel_data=has_pixels,
-        rows=int(ds.Rows) if ds.get("Rows") is not None else None,
-        columns=int(ds.Columns) if ds.get("Columns") is not None else None,
-        frames=int(ds.get("NumberOfFrames") or 1),
+        rows=as_int(ds.get("Rows")),
+        columns=as_int(ds.get("Columns")),
+        frames=as_int(ds.get("NumberOfFrames") or 1) or 0,
         patient_orientation=orientation,
         field_of_view_horizontal_flip=_str_or_none(ds.get("FieldOfViewHorizontalFlip")),
         mirrored=_mirroring_hint(laterality, orientation),
+        pixel_problem=pixel_module_problem(ds, syntax, pixel_length) if has_pixels else None,
     )
 
 
@@ -299,8 +314,9 @@ def read_dicom_info(path: str | os.PathLike) -> DicomInfo:
 
 def _decode(path: Path, ds) -> np.ndarray:
     from pydicom.pixels import get_decoder
+    from pydicom.uid import UID
 
-    syntax = ds.file_meta.TransferSyntaxUID if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else None
+    syntax = UID(str(ds.file_meta.TransferSyntaxUID)) if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else None
     if syntax is not None and syntax.is_compressed:
         try:
             decoder = get_decoder(syntax)
@@ -315,7 +331,7 @@ def _decode(path: Path, ds) -> np.ndarray:
         return ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - every decoder raises its own types
         name = f"{syntax.name} ({syntax})" if syntax is not None else "unknown transfer syntax"
-        raise ImageReadError(f"{path}: cannot decode pixel data, {name}: {type(exc).__name__}: {exc}") from None
+        raise ImageReadError(f"{path}: cannot decode pixel data, {name}: {one_line_reason(exc)}") from None
 
 
 def _stored_range(ds) -> tuple[float, float]:
@@ -422,15 +438,17 @@ def read_dicom_pixels(path: str | os.PathLike, standard_orientation: bool = True
     except InvalidDicomError:
         raise ImageReadError(f"{path}: not a DICOM file") from None
     except Exception as exc:  # noqa: BLE001 - truncated files raise many error types
-        raise ImageReadError(f"{path}: unreadable DICOM file ({type(exc).__name__}: {exc})") from None
+        raise ImageReadError(f"{path}: unreadable DICOM file ({one_line_reason(exc)})") from None
     if "PixelData" not in ds:
         raise ImageReadError(f"{path}: DICOM file has no pixel data (7FE0,0010)")
-    samples = int(ds.get("SamplesPerPixel") or 1)
-    if samples != 1:
-        raise ImageReadError(f"{path}: {samples} samples per pixel (colour); expected a grayscale mammogram")
-    frames = int(ds.get("NumberOfFrames") or 1)
-    if frames != 1:
-        raise ImageReadError(f"{path}: {frames} frames (e.g. tomosynthesis); expected one 2-D image")
+    syntax = _str_or_none(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None))
+    try:
+        encapsulated = ds["PixelData"].is_undefined_length
+        problem = pixel_module_problem(ds, syntax, None if encapsulated else len(ds.PixelData))
+    except Exception as exc:  # noqa: BLE001 - a value pydicom cannot convert (bad DS/IS...)
+        problem = f"unreadable image header ({one_line_reason(exc)})"
+    if problem:
+        raise ImageReadError(f"{path}: {problem}")
     stored = _decode(path, ds)
     if stored.ndim != 2:
         raise ImageReadError(f"{path}: pixel data has shape {stored.shape}; expected a 2-D image")

@@ -7,7 +7,9 @@ Every file under ``root`` is classified without reading pixels:
   Rejected, with a reason, when: unreadable header; Modality other than MG; PresentationIntentType
   FOR PROCESSING (raw detector data); no pixel data; several frames; missing laterality; missing
   view; a view other than CC/MLO (ML, LM, XCCL...); a view modifier (spot compression,
-  magnification...); no StudyInstanceUID; a StudyInstanceUID or SOPInstanceUID that is not a
+  magnification...); a pixel module that cannot give one 2-D grayscale image (colour, wrong
+  BitsAllocated, pixel data shorter than Rows x Columns, unknown transfer syntax, see
+  :mod:`mammokit.data.dicom_checks`); no StudyInstanceUID; a StudyInstanceUID or SOPInstanceUID that is not a
   valid UID (digits and dots, at most 64 characters, no leading zeros); a duplicate
   SOPInstanceUID (a copy of an earlier file). Header text (PatientID, reasons quoting header
   values) is escaped by :func:`mammokit.utils.text.safe_text`, so no control character or line
@@ -112,6 +114,9 @@ def classify_dicom(path: Path) -> _Item:
         return reject("no_pixels", "no pixel data")
     if info.frames > 1:
         return reject("multiframe", f"{info.frames} frames (tomosynthesis?); expected one 2-D image")
+    if info.pixel_problem:
+        # Checked from the header alone, so that every file in the manifest can be decoded.
+        return reject("bad_pixels", info.pixel_problem)
     if info.laterality is None:
         return reject("no_laterality", "missing laterality (ImageLaterality / Laterality)")
     if info.view is None:
