@@ -65,6 +65,9 @@ class Reader:
     generate: Callable[[random.Random], tuple[bytes, str]]
     read: Callable[[Path], Reject | None]
     time_limit_s: float = 20.0
+    # False where no generated case can be a complete valid file (the authors' weight files
+    # need a full network: the seeds are partial state dicts that reach the key checks).
+    can_accept: bool = True
 
 
 @dataclass

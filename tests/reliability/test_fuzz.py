@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tests.helpers.fuzz import Summary, all_readers, run_case
 
 READERS = all_readers()
-QUICK_CASES = {"checkpoint": 150, "reference-weights": 150}  # slower readers: fewer cases
+QUICK_CASES = {"checkpoint": 150, "reference-weights": 100, "exam-pickle": 150}  # slower readers: fewer cases
 DEFAULT_CASES = 250
 
 
@@ -39,5 +39,6 @@ def test_reader_survives_hostile_files(name):
 
     one_case()
     # The generators reach both outcomes: some inputs are accepted, some refused.
-    assert summary.counts.get("accepted", 0) > 0, summary.counts
+    if reader.can_accept:
+        assert summary.counts.get("accepted", 0) > 0, summary.counts
     assert summary.counts.get("error", 0) + summary.counts.get("reject", 0) > 0, summary.counts

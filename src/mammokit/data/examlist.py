@@ -33,6 +33,7 @@ from typing import Any
 from mammokit.config import VIEWS
 from mammokit.errors import InputFileError, MissingFileError
 from mammokit.utils.io import write_bytes_atomic, write_json_atomic
+from mammokit.utils.text import safe_text
 
 FORMAT = "mammokit.exams"
 FORMAT_VERSION = 1
@@ -68,9 +69,18 @@ def load_exams(path: str | Path) -> tuple[list[dict], dict]:
         raise MissingFileError(f"{path}: no exam list here (run `mammokit preprocess` first)") from None
     except json.JSONDecodeError as exc:
         raise ExamListError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ExamListError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise ExamListError(f"{path}: JSON nested too deeply to be an exam list") from None
+    except IsADirectoryError:
+        raise ExamListError(f"{path}: is a folder, not an exam list") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("exams"), list):
         raise ExamListError(f"{path}: not a mammokit exam list (expected format {FORMAT!r})")
-    if doc.get("version", 0) > FORMAT_VERSION:
+    version = doc.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ExamListError(f"{path}: exam list version {str(version)[:20]!r} is not an integer")
+    if version > FORMAT_VERSION:
         raise ExamListError(f"{path}: exam list version {doc['version']} is newer than this mammokit")
     exams = doc.pop("exams")
     for i, exam in enumerate(exams):
@@ -95,6 +105,10 @@ def validate_exam(exam: dict, where: str = "exam") -> None:
         names = exam.get(view, [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ExamListError(f"{where}: {view} must be a list of image names")
+        for name in names:
+            problem = image_name_problem(name)
+            if problem:
+                raise ExamListError(f"{where}: {view} image name {name[:80]!r} {problem}")
     for field in PER_IMAGE_FIELDS:
         if field not in exam:
             continue
@@ -109,6 +123,54 @@ def validate_exam(exam: dict, where: str = "exam") -> None:
                     f"{where}: {field}[{view}] has {len(values) if isinstance(values, list) else '?'} "
                     f"entries for {len(exam.get(view, []))} images"
                 )
+            check = _VALUE_CHECKS[field]
+            for k, value in enumerate(values):
+                if value is not None and not check(value):
+                    raise ExamListError(f"{where}: {field}[{view}][{k}] = {str(value)[:80]!r} is not {_VALUE_SHAPES[field]}")
+
+
+def image_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an image name (a relative file stem under the work folder: it
+    names output files such as ``heatmaps/<kind>/<name>.png``), or None."""
+    from pathlib import PurePosixPath
+
+    if not name:
+        return "is empty"
+    if name.startswith("/") or "\\" in name or ".." in PurePosixPath(name).parts:
+        return "is not a safe relative file name (absolute, backslash or '..')"
+    if not name.isprintable():
+        return "holds control characters or line breaks"
+    return None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_pair(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v)
+
+
+_VALUE_CHECKS = {
+    "window_location": lambda v: isinstance(v, list) and len(v) == 4 and all(_is_int(x) for x in v),
+    "rightmost_points": lambda v: isinstance(v, list) and len(v) == 2 and _is_pair(v[0]) and _is_int(v[1]),
+    "bottommost_points": lambda v: isinstance(v, list) and len(v) == 2 and _is_int(v[0]) and _is_pair(v[1]),
+    "distance_from_starting_side": _is_int,
+    "best_center": _is_pair,
+    "heatmap_malignant": lambda v: isinstance(v, str) and bool(v),
+    "heatmap_benign": lambda v: isinstance(v, str) and bool(v),
+    "source_paths": lambda v: isinstance(v, str) and bool(v),
+}
+_VALUE_SHAPES = {
+    "window_location": "[top, bottom, left, right] (ints)",
+    "rightmost_points": "[[y_start, y_end], x] (ints)",
+    "bottommost_points": "[y, [x_start, x_end]] (ints)",
+    "distance_from_starting_side": "an int",
+    "best_center": "[y, x] (ints)",
+    "heatmap_malignant": "a path",
+    "heatmap_benign": "a path",
+    "source_paths": "a path",
+}
 
 
 def iter_images(exams: Iterable[dict]):
@@ -186,16 +248,26 @@ def load_reference_pickle(path: str | Path) -> list[dict]:
         obj = _PlainDataUnpickler(io.BytesIO(data)).load()
     except pickle.UnpicklingError as exc:
         if str(exc).startswith("refusing to load"):
-            raise ExamListError(f"{path}: {exc}") from None
-        raise ExamListError(f"{path}: not a readable pickle ({exc})") from None
-    except Exception as exc:  # truncated or not a pickle at all
-        raise ExamListError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
+            raise ExamListError(f"{path}: {safe_text(exc, max_len=200)}") from None
+        raise ExamListError(f"{path}: not a readable pickle ({safe_text(' '.join(str(exc).split()), max_len=200)})") from None
+    except Exception as exc:  # noqa: BLE001 - truncated or not a pickle at all: many error types
+        text = safe_text(" ".join(str(exc).split()), max_len=200)
+        raise ExamListError(f"{path}: not a readable pickle ({type(exc).__name__}: {text})") from None
     if not isinstance(obj, list) or not all(isinstance(e, dict) for e in obj):
         raise ExamListError(f"{path}: expected a list of exam dicts, got {type(obj).__name__}")
+    import json
+
     exams = []
     for i, raw in enumerate(obj):
-        exam = _jsonable(raw)
+        try:
+            exam = _jsonable(raw)
+            json.dumps(exam, allow_nan=False)  # what save_exams will write: plain JSON data only
+        except RecursionError:
+            raise ExamListError(f"{path}: exam #{i} is nested too deeply to be an exam record") from None
+        except (TypeError, ValueError) as exc:
+            raise ExamListError(f"{path}: exam #{i} holds values that are not plain data ({safe_text(exc, max_len=200)})") from None
         exam.setdefault("exam_id", str(i))
+        exam["exam_id"] = str(exam["exam_id"])
         exam.setdefault("horizontal_flip", "NO")
         for view in VIEWS:
             exam.setdefault(view, [])

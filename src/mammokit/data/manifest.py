@@ -31,7 +31,7 @@ from pathlib import Path
 from mammokit.config import LABEL_COLUMNS, VIEWS
 from mammokit.errors import InputFileError, MissingFileError
 from mammokit.utils.io import write_csv_atomic
-from mammokit.utils.text import safe_filename
+from mammokit.utils.text import safe_filename, safe_text
 from mammokit.views import View, normalise_view_name
 
 MANIFEST_REQUIRED = ("exam_id", "view", "path")
@@ -115,7 +115,7 @@ def _read_csv(path: Path, kind: str) -> tuple[list[str], list[tuple[int, dict[st
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start} of a block)") from None
     except csv.Error as exc:
-        raise ManifestError(f"{path}: malformed CSV ({exc})") from None
+        raise ManifestError(f"{path}: malformed CSV ({safe_text(exc, max_len=200)})") from None
     return header, rows
 
 
@@ -124,7 +124,8 @@ def _check_columns(path: Path, header: Sequence[str], required: Sequence[str], k
     if missing:
         raise ManifestError(
             f"{path}: line 1: {kind} is missing column(s) {', '.join(missing)} "
-            f"(found: {', '.join(h for h in header if h) or 'none'}; required: {', '.join(required)})"
+            f"(found: {safe_text(', '.join(h for h in header if h) or 'none', max_len=300)}; "
+            f"required: {', '.join(required)})"
         )
 
 
@@ -150,6 +151,8 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
         flip = _FLIP_VALUES.get(flip_raw.upper(), None) if flip_raw else "NO"
         if flip is None:
             raise ManifestError(f"{where}: horizontal_flip must be YES or NO, got {flip_raw!r}")
+        if "\x00" in rec["path"]:
+            raise ManifestError(f"{where}: path holds a NUL byte")
         image = Path(os.path.expanduser(rec["path"]))
         if not image.is_absolute():
             image = base / image

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from mammokit.errors import InputFileError, MissingFileError
+from mammokit.errors import InputFileError, MammokitError, MissingFileError
 from mammokit.models._factory import create_model
 from mammokit.utils.io import atomic_path
 
@@ -202,9 +202,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from None
     if raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: safetensors file without mammokit metadata (format {raw.get('format')!r})")
-    if int(raw.get("version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {raw['version']} is newer than this mammokit")
-    meta: dict[str, Any] = {"format": raw["format"], "version": int(raw["version"]), "kind": raw.get("kind", "model")}
+    version = raw.get("version", "0")
+    if not version.isascii() or not version.isdigit():
+        raise CheckpointError(f"{path}: checkpoint version {version[:20]!r} is not a number")
+    if int(version) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {version} is newer than this mammokit")
+    meta: dict[str, Any] = {"format": raw["format"], "version": int(version), "kind": raw.get("kind", "model")}
     meta["arch"] = raw.get("arch")
     try:
         for key in ("model_args", "preset", "extra", "members"):
@@ -221,6 +224,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     """``model.load_state_dict(state)`` with one clear error listing missing / unexpected keys and
     wrong shapes (no silent partial loading)."""
+    check_state_fits(model, state, where)
+    model.load_state_dict(state, strict=True)
+
+
+def check_state_fits(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Raise :class:`CheckpointError` listing missing / unexpected keys, wrong shapes and wrong
+    dtypes (floating vs integer) of ``state`` for ``model`` (which may live on the meta device)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -228,6 +238,10 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], where: s
         f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
         for k in own
         if k in state and state[k].shape != own[k].shape
+    ] + [
+        f"{k}: file dtype {state[k].dtype} vs model {own[k].dtype}"
+        for k in own
+        if k in state and state[k].dtype.is_floating_point != own[k].dtype.is_floating_point
     ]
     if missing or unexpected or shapes:
         parts = []
@@ -240,7 +254,6 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], where: s
         if shapes:
             parts.append(f"{len(shapes)} wrong shapes ({'; '.join(shapes[:4])})")
         raise CheckpointError(f"{where}: weights do not fit the model: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
 
 
 def _build(arch: str, args: dict, where: str) -> nn.Module:
@@ -248,6 +261,34 @@ def _build(arch: str, args: dict, where: str) -> nn.Module:
         return create_model(arch, **args)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: cannot build model {arch!r} with {args}: {exc}") from None
+
+
+def build_fitting_model(arch: object, args: object, state: dict[str, torch.Tensor], where: str) -> nn.Module:
+    """``create_model(arch, **args)`` loaded with ``state``, for metadata read from a file.
+
+    The model is first built on the meta device (no memory is allocated) and its parameter
+    names and shapes compared with the file's tensors: metadata naming an unknown model, bad
+    arguments, or a model far larger than the file (tampered ``model_args`` such as a width of
+    10**6) is refused with a :class:`CheckpointError` before anything is allocated.
+    """
+    if not isinstance(arch, str) or not arch:
+        raise CheckpointError(f"{where}: checkpoint metadata has no arch (got {arch!r})")
+    if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        raise CheckpointError(f"{where}: model_args must be a JSON object, got {type(args).__name__}")
+    shown = str(args)[:200]
+    try:
+        with torch.device("meta"):
+            skeleton = create_model(arch, **args)
+    except MammokitError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError, OverflowError, IndexError) as exc:
+        # Built on the meta device from untrusted metadata: any of these means bad arguments.
+        raise CheckpointError(f"{where}: cannot build model {arch!r} with {shown}: {type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]}") from None
+    check_state_fits(skeleton, state, where)
+    model = _build(arch, args, where)
+    load_state_strict(model, state, where)
+    return model
 
 
 def load_model(
@@ -262,23 +303,23 @@ def load_model(
     where = str(path)
     if meta["kind"] == "ensemble":
         members = []
-        for i, spec in enumerate(meta.get("members", [])):
+        specs = meta.get("members", [])
+        if not isinstance(specs, list):
+            raise CheckpointError(f"{where}: ensemble members must be a JSON list, got {type(specs).__name__}")
+        for i, spec in enumerate(specs):
             prefix = f"member{i}."
-            m = _build(spec["arch"], spec.get("model_args", {}), f"{where} member {i}")
-            load_state_strict(
-                m, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, f"{where} member {i}"
-            )
-            members.append(m)
+            if not isinstance(spec, dict):
+                raise CheckpointError(f"{where}: ensemble member {i} is not a JSON object")
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            members.append(build_fitting_model(spec.get("arch"), spec.get("model_args", {}), state,
+                                               f"{where} member {i}"))
         n = len(members)
         stray = [k for k in tensors if not any(k.startswith(f"member{i}.") for i in range(n))]
         if stray or not members:
             raise CheckpointError(f"{where}: ensemble tensors do not match its {n} members ({stray[:4]})")
         model: nn.Module = Ensemble(members)
     elif meta["kind"] == "model":
-        if not meta["arch"]:
-            raise CheckpointError(f"{where}: checkpoint metadata has no arch")
-        model = _build(meta["arch"], meta["model_args"], where)
-        load_state_strict(model, tensors, where)
+        model = build_fitting_model(meta["arch"], meta["model_args"], tensors, where)
     else:
         raise CheckpointError(f"{where}: unknown checkpoint kind {meta['kind']!r}")
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)

@@ -29,10 +29,9 @@ import torch.nn as nn
 
 from mammokit.config import PRESETS
 from mammokit.errors import MissingFileError, UsageError
-from mammokit.models._factory import create_model
 from mammokit.models.checkpoint import (
     CheckpointError,
-    load_state_strict,
+    build_fitting_model,
     save_checkpoint,
 )
 from mammokit.models.patch import _fix_densenet_keys, fold_input_channels
@@ -190,11 +189,9 @@ def reference_model(
         state = (rename_view_wise_keys if kind == "view_wise" else rename_image_wise_keys)(sd, where)
         arch = kind
     try:
-        model = create_model(arch, **args)
-    except ValueError as exc:
-        raise ConversionError(f"{where}: {exc}") from None
-    try:
-        load_state_strict(model, state, where)
+        # Built on the meta device and checked against the file's tensors first, so a file whose
+        # shapes imply a huge model (e.g. classifier rows = 10**9) is refused before allocating.
+        model = build_fitting_model(arch, args, state, where)
     except CheckpointError as exc:
         raise ConversionError(str(exc)) from None
     return model.eval(), arch, args

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from mammokit.errors import MissingFileError, ResourceError
+from mammokit.errors import InputFileError, MissingFileError, ResourceError
 from mammokit.utils.device import autocast as device_autocast
 from mammokit.utils.device import resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic, write_json_atomic
@@ -76,6 +76,17 @@ def load_run_config(run_dir: str | Path, cls):
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise MissingFileError(f"{path}: not a mammokit run folder (no config.json)")
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    doc.pop("_resolved", None)
-    return cls.from_dict(doc)
+    return read_config_file(path, cls)
+
+
+def read_config_file(path: str | Path, cls):
+    """A config of class ``cls`` from a JSON file; any problem (not JSON, not UTF-8, unknown or
+    mistyped fields, invalid values) is an :class:`InputFileError` naming the file."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict):
+            doc.pop("_resolved", None)
+        return cls.from_dict(doc)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, UsageError
+        raise InputFileError(f"{path}: not a valid {cls.__name__} ({' '.join(str(exc).split())[:300]})") from None

@@ -7,6 +7,8 @@ resumed run re-reads it from there (:meth:`from_dict`), so a run folder alone sa
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +47,38 @@ class _ConfigMixin:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
+        """Rebuild a config from :meth:`to_dict` output (e.g. a run's ``config.json``); every
+        value must have its field's type (JSON from a file is not trusted to)."""
+        if not isinstance(d, dict):
+            raise UsageError(f"a {cls.__name__} must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(d) - names
         if unknown:
-            raise UsageError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+            raise UsageError(f"unknown {cls.__name__} fields: {', '.join(sorted(map(str, unknown))[:10])}")
+        required = [f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        absent = [name for name in required if name not in d]
+        if absent:
+            raise UsageError(f"{cls.__name__} lacks required field(s) {', '.join(absent)}")
+        hints = typing.get_type_hints(cls)
+        for key, value in d.items():
+            allowed = _allowed_types(hints[key])
+            ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+            if not ok:
+                names_ = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+                raise UsageError(f"{cls.__name__} field {key} must be {names_}, got {str(value)[:40]!r}")
         return cls(**d)
+
+
+def _allowed_types(hint: Any) -> tuple[type, ...]:
+    """Runtime types a JSON value may have for a field annotated ``hint`` (float accepts int)."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    out: list[type] = []
+    for t in args:
+        out.append(t)
+        if t is float:
+            out.append(int)
+    return tuple(out)
 
 
 @dataclass
