@@ -114,3 +114,17 @@ def test_wrong_layout_is_a_one_line_error_exit_1(tmp_path, capsys):
         run_import("cbis-ddsm", tmp_path, tmp_path / "out")
     assert main(["import", "cbis-ddsm", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     assert "mass_/calc_case_description" in capsys.readouterr().err
+
+
+def test_cbis_ddsm_through_preprocess_training_predict_evaluate(tmp_path):
+    from tests.helpers.import_pipeline import run_pipeline
+
+    truth = make_cbis_ddsm(tmp_path / "CBIS")
+    out = run_pipeline("cbis-ddsm", truth.root, tmp_path / "run")
+    test_exams = {r["exam_id"] for r in out["labels"] if r["split"] == "test"}
+    assert {r["exam_id"] for r in out["predictions"]} == test_exams
+    assert (out["runs"] / "patch" / "best.safetensors").is_file()
+    malignant = out["evaluation"]["models"][0]["populations"]["screening"]["malignant"]
+    assert malignant["n_exams"] == len(test_exams)
+    assert malignant["n_positive"] == sum(truth.labels[e]["left_malignant"] + truth.labels[e]["right_malignant"]
+                                          for e in test_exams)
