@@ -16,9 +16,9 @@ beyond CC/MLO (AT, ML, LM, LMO), an implant patient, pixel data in JPEG 2000 los
 stored, multi-valued windows, a SIGMOID VOI LUT function, headers without ImageLaterality or
 ViewPosition (the CSV is the reference).
 
-Known bad content: a listed file missing on disk, a second image of a view (repeat exposure), a
-row whose ``cancer`` is empty, a row whose laterality is neither L nor R, a patient with three
-views only (kept: a missing view is not a reject).
+Known bad content: a listed file missing on disk, a row whose ``cancer`` is empty, a row whose
+laterality is neither L nor R. Kept: a second image of a view (repeat exposure), a patient with
+three views only (a missing view is not a reject).
 
 :func:`make_rsna` returns a :class:`RsnaFixture` with the truth: every train.csv row as written,
 which are kept, and the expected reject code per image id.
@@ -162,14 +162,14 @@ def _add_bad_content(fx: RsnaFixture, size: tuple[int, int], seed: int) -> None:
     missing = by_view[(p4, "R-MLO")]
     missing.path.unlink()
     missing.kept, missing.reject = False, "missing file"
-    # p4: a second L-CC image (repeat exposure): the later row is a duplicate.
+    # p4: a second L-CC image (repeat exposure): kept (the manifest allows several per view).
     first = by_view[(p4, "L-CC")]
     repeat_id = numeric_id("rsna-image", "p4", "L-CC", "repeat", digits=9)
     path = fx.root / "train_images" / p4 / f"{repeat_id}.dcm"
     _write_image(path, breast_pixels(h, w, "L", bits=12, seed=seed + 3), "L", "CC", p4, J2K, "MONOCHROME2", False, True)
     fx.rows.append(RRow(first.site_id, p4, repeat_id, "L", "CC", first.age, first.cancer, first.biopsy, first.invasive,
                         first.birads, first.implant, first.density, first.machine_id, first.difficult, path, J2K,
-                        "MONOCHROME2", kept=False, reject="duplicate"))
+                        "MONOCHROME2"))
     # p6: cancer empty on one row (unknown value), laterality "B" on another (unknown value).
     p6 = numeric_id("rsna-patient", "p6", digits=5)
     for view, cancer, lat_written in (("L-CC", "0", "L"), ("L-MLO", "", "L"), ("R-CC", "0", "B"), ("R-MLO", "0", "R")):

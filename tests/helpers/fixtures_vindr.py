@@ -18,8 +18,8 @@ with PixelPaddingValue and multi-valued windows, Laterality and ImageLaterality 
 second ``SOP Instance UID`` column holding another value.
 
 Known bad content (each must become a reject): a listed file missing on disk, a FOR PROCESSING
-file, a corrupt file, an image listed twice, a second image of a view, a BI-RADS value outside
-1-5, a laterality that is neither L nor R.
+file, a corrupt file, an image listed twice, a BI-RADS value outside 1-5, a laterality that is
+neither L nor R. A second image of a view (a repeat exposure) is kept, as the manifest allows.
 
 :func:`make_vindr` returns a :class:`VindrFixture` whose fields are the truth the tests compare
 with: the BI-RADS of every breast, the kept images, the raw boxes with their finding BI-RADS and
@@ -55,6 +55,7 @@ class VImage:
     rows: int
     columns: int
     kept: bool = True
+    mirrored: bool = False  # stored left-right mirrored (PatientOrientation says so)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class VFinding:
     box: tuple[float, float, float, float] | None  # xmin, ymin, xmax, ymax as written
     rows: int
     columns: int
+    mirrored: bool = False  # the box is written in the stored (mirrored) pixels
 
 
 @dataclass
@@ -138,6 +140,7 @@ def make_vindr(root: str | Path, size: tuple[int, int] = (96, 80), n_extra: int 
             lat, kind = view.split("-")
             image_id = hexid("vindr-image", name, view)
             path = root / "images" / study_id / f"{image_id}.dicom"
+            mirrored = (name, view) == ("s2", "L-CC")  # stored mirrored: boxes are in stored pixels
             lesions: list[Lesion] = []
             for slot, (cats, fb, lesion_kind, override) in enumerate(findings.get(view, [])):
                 if lesion_kind is not None:
@@ -148,7 +151,9 @@ def make_vindr(root: str | Path, size: tuple[int, int] = (96, 80), n_extra: int 
                     box = (w * 0.5, h * 0.1, w * 0.6, h * 0.2)
                 if override == "outside":
                     box = (box[0], -7.5, w + 12.25, box[3])  # reaches past the top and the far side
-                fx.findings.append(VFinding(study_id, image_id, view, cats, fb, box, h, w))
+                if mirrored:
+                    box = (w - box[2], box[1], w - box[0], box[3])
+                fx.findings.append(VFinding(study_id, image_id, view, cats, fb, box, h, w, mirrored))
             birads = bl if lat == "L" else br
             pixels = breast_pixels(h, w, lat, lesions, bits=12, seed=seed * 1000 + s_index * 10 + len(breast_rows))
             extra = {}
@@ -158,10 +163,13 @@ def make_vindr(root: str | Path, size: tuple[int, int] = (96, 80), n_extra: int 
             else:
                 stored = pixels
                 extra = {"WindowCenter": ["2047.5", "1900"], "WindowWidth": ["4096", "3500"], "VOILUTFunction": "LINEAR"}
+            if mirrored:
+                stored = stored[:, ::-1]
+                extra["PatientOrientation"] = ["P", "L"]  # L breast, rows run posterior: mirrored
             write_dicom(path, stored, laterality=lat, view=kind, bits_stored=12, photometric=photometric,
                         patient_id=hexid("vindr-patient", name), uid_seed=f"vindr|{name}|{view}", Laterality=lat,
                         Manufacturer=manufacturer, ManufacturerModelName=model, **extra)
-            fx.images.append(VImage(study_id, image_id, lat, kind, path, h, w))
+            fx.images.append(VImage(study_id, image_id, lat, kind, path, h, w, mirrored=mirrored))
             breast_rows.append([study_id, series_id, image_id, lat, kind, h, w, f"BI-RADS {birads}",
                                 f"DENSITY {density}", split])
             meta_rows.append([image_id, series_id, f"{age:03d}Y" if age is not None else None, manufacturer, model,
@@ -205,7 +213,7 @@ def _add_bad_content(fx: VindrFixture, breast_rows: list, meta_rows: list, size:
             fx.rejects[im.image_id] = "FOR PROCESSING"
 
     # s5: R-CC corrupt (header cut short); L-CC listed twice (the second row is a duplicate);
-    # a second, different image of L-MLO (a repeat exposure): the later row is a duplicate.
+    # a second, different image of L-MLO (a repeat exposure), which is kept.
     s5 = by_name["s5"]
     series = hexid("vindr-series", "s5")
     for im in fx.images:
@@ -222,8 +230,8 @@ def _add_bad_content(fx: VindrFixture, breast_rows: list, meta_rows: list, size:
                 uid_seed="vindr|s5|repeat", Laterality="L")
     breast_rows.append([s5, series, repeat_id, "L", "MLO", h, w, "BI-RADS 1", "DENSITY C", "training"])
     meta_rows.append([repeat_id, series, "070Y", "SIEMENS", "Mammomat Inspiration", "MONOCHROME2", h, w, "1.2.3"])
-    fx.images.append(VImage(s5, repeat_id, "L", "MLO", repeat_path, h, w, kept=False))
-    fx.rejects[repeat_id] = "duplicate"
+    # Kept (the manifest allows several images of a view; boxes and masks go to the first).
+    fx.images.append(VImage(s5, repeat_id, "L", "MLO", repeat_path, h, w, kept=True))
 
     # s6: unknown values: laterality "X" on one row, "BI-RADS 0" (not used by VinDr) on the
     # right breast; the right breast's images are rejected, the left breast is kept.
