@@ -73,7 +73,8 @@ def load_patch_image(
     workdir: str | Path, exam: dict, view: str, index: int, masks_dir: str | Path, image_dir: str = "cropped"
 ) -> PatchImage:
     """Read a cropped image and its lesion masks (cropped with ``window_location``, flipped as
-    the image). A missing mask file means no lesion of that class in the image.
+    the image): ``<source stem>_<class>.png``, else ``<image name>_<class>.png``. A missing mask
+    file means no lesion of that class in the image.
 
     Raises:
         ValueError / ImageReadError naming the file: unreadable image, a mask whose size does not
@@ -95,7 +96,11 @@ def load_patch_image(
         raise InputFileError(f"{path}: image is {raw.shape}, window_location {top, bottom, left, right} says otherwise")
     masks = {}
     for cls in ("malignant", "benign"):
+        # Masks are named after the source image's stem (synthetic / reference data) or after the
+        # image name <exam>_<L|R>_<CC|MLO> (``mammokit import``, whose sources are e.g. 1-1.dcm).
         mpath = masks_dir / f"{stem}_{cls}.png"
+        if not mpath.exists() and stem != name:
+            mpath = masks_dir / f"{name}_{cls}.png"
         full = _read_mask(mpath, None)
         if full is None:
             masks[cls] = np.zeros(raw.shape, bool)

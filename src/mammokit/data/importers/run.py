@@ -194,9 +194,9 @@ def run_import(
     exams = list(dict.fromkeys(i.exam_id for i in images))
     patients = {i.exam_id: i.patient_id for i in images}
     labels = {e: records.labels[e] for e in exams}
-    official = {}
-    for image in images:
-        official.setdefault(image.exam_id, image.split)
+    official: dict[str, set[str]] = {}
+    for image in images:  # an exam's images may carry different official splits (CBIS mass / calc)
+        official.setdefault(image.exam_id, set()).update([image.split] if image.split else [])
     splits = assign_splits(patients, official, labels, seed=seed)
 
     by_view: dict[tuple[str, str], ImageRecord] = {}

@@ -44,9 +44,14 @@ def _carve(patients: list[str], fraction: float, seed: int, what: str) -> set[st
     return set(order[:k])
 
 
+def _parts(value: object) -> set[str]:
+    values = [value] if isinstance(value, str) or value is None else list(value)
+    return {OFFICIAL.get(str(v or "").lower()) for v in values} - {None}
+
+
 def assign_splits(
     patient_of_exam: dict[str, str],
-    official: dict[str, str | None],
+    official: dict[str, str | Iterable[str] | None],
     labels: dict[str, dict],
     seed: int = 0,
     val_fraction: float = VAL_FRACTION,
@@ -56,16 +61,16 @@ def assign_splits(
 
     Args:
         patient_of_exam: exam id -> patient id.
-        official: exam id -> the set's split of that exam (``train``/``test``...) or None.
+        official: exam id -> the set's split(s) of that exam's images (``train``/``test``...).
         labels: exam id -> label columns (for stratification).
     """
     exams_of: dict[str, list[str]] = {}
     for exam, patient in patient_of_exam.items():
         exams_of.setdefault(patient, []).append(exam)
-    has_official = any(official.get(e) for e in patient_of_exam)
+    has_official = any(_parts(official.get(e)) for e in patient_of_exam)
     patient_split: dict[str, str] = {}
     for patient, exams in exams_of.items():
-        parts = {OFFICIAL.get(str(official.get(e) or "").lower()) for e in exams} - {None}
+        parts = set().union(*(_parts(official.get(e)) for e in exams))
         if has_official:
             patient_split[patient] = "test" if "test" in parts or not parts else ("val" if parts == {"val"} else "train")
     strata: dict[int, list[str]] = {}
