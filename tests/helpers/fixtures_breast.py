@@ -45,19 +45,19 @@ def breast_pixels(
     h: int, w: int, laterality: str, lesions: list[Lesion] = (), bits: int = 12, seed: int = 0
 ) -> np.ndarray:
     """Display values ``uint16`` ``[h, w]`` in ``0..2**bits-1``: background exactly 0, breast
-    tissue around 45 % of the range, malignant discs at 95 %, benign discs at 10 %."""
+    tissue around 45 % of the range (15-80 %), malignant discs at 95 %, benign discs at 20 %."""
     top = 2**bits - 1
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     inside = ((yy - h / 2) / (h * 0.46)) ** 2 + (xx / (w * 0.88)) ** 2 <= 1.0  # chest wall at x = 0
     img = np.where(inside, 0.45 * top + 0.06 * top * rng.standard_normal((h, w)), 0.0)
-    img = np.clip(img, 0.05 * top, 0.8 * top) * inside
+    img = np.clip(img, 0.15 * top, 0.8 * top) * inside  # tissue stays above the fixtures' window floor
     if laterality == "R":
         img = img[:, ::-1]
         inside = inside[:, ::-1]
     for lesion in lesions:
         disc = (yy - lesion.cy) ** 2 + (xx - lesion.cx) ** 2 <= lesion.r**2
-        img[disc & inside] = (0.95 if lesion.kind == "malignant" else 0.10) * top
+        img[disc & inside] = (0.95 if lesion.kind == "malignant" else 0.20) * top
     return np.ascontiguousarray(np.rint(img)).astype(np.uint16)
 
 
@@ -77,3 +77,8 @@ def lesion_pair(kind: str, h: int, w: int, laterality: str, slot: int = 0) -> Le
     if laterality == "R":
         cx = w - 1 - cx
     return Lesion(kind, h * (0.35 + 0.2 * (slot % 2)), cx, max(3.0, 0.07 * min(h, w)))
+
+
+# A window of 12-bit display values whose LINEAR floor (PS3.3 C.11.2.1.2) is 400: the air (0)
+# maps to exactly 0 and every tissue value (>= 15 % = 614) stays above it.
+WINDOW_12BIT = {"center": 2100.0, "width": 3400.0}

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mammokit.data.dicom_write import write_dicom
-from tests.helpers.fixtures_breast import breast_pixels, lesion_pair, numeric_id, write_rows
+from tests.helpers.fixtures_breast import WINDOW_12BIT, breast_pixels, lesion_pair, numeric_id, write_rows
 
 TRAIN_COLUMNS = ["site_id", "patient_id", "image_id", "laterality", "view", "age", "cancer", "biopsy", "invasive",
                  "BIRADS", "implant", "density", "machine_id", "difficult_negative_case"]
@@ -143,9 +143,10 @@ def _csv_row(r: RRow) -> list[str]:
 def _write_image(path: Path, pixels, lat: str, kind: str, patient_id: str, syntax: str, photometric: str,
                  sigmoid: bool, header_views: bool) -> None:
     stored = 4095 - pixels if photometric == "MONOCHROME1" else pixels
-    extra: dict = {"WindowCenter": [2047.0, 1500.0], "WindowWidth": [4095.0, 2500.0]}
+    extra: dict = {"WindowCenter": [WINDOW_12BIT["center"], 1500.0], "WindowWidth": [WINDOW_12BIT["width"], 2500.0]}
     if sigmoid:
-        extra["VOILUTFunction"] = "SIGMOID"
+        # A sigmoid never reaches 0: the air is marked as padding (stored 0) so it is 0 after all.
+        extra.update(VOILUTFunction="SIGMOID", PixelPaddingValue=0)
     if not header_views:
         # Half the files carry neither ImageLaterality nor ViewPosition: the CSV is the reference.
         extra.update(ImageLaterality=None, ViewPosition=None, ViewCodeSequence=None)

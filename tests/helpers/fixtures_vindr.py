@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mammokit.data.dicom_write import write_dicom
-from tests.helpers.fixtures_breast import Lesion, breast_pixels, hexid, lesion_pair, write_rows
+from tests.helpers.fixtures_breast import WINDOW_12BIT, Lesion, breast_pixels, hexid, lesion_pair, write_rows
 
 BREAST_COLUMNS = ["study_id", "series_id", "image_id", "laterality", "view_position", "height", "width",
                   "breast_birads", "breast_density", "split"]
@@ -162,7 +162,8 @@ def make_vindr(root: str | Path, size: tuple[int, int] = (96, 80), n_extra: int 
                 extra = {"PixelPaddingValue": 4095, "WindowCenter": [2048, 1800], "WindowWidth": [4096, 3000]}
             else:
                 stored = pixels
-                extra = {"WindowCenter": ["2047.5", "1900"], "WindowWidth": ["4096", "3500"], "VOILUTFunction": "LINEAR"}
+                extra = {"WindowCenter": [str(WINDOW_12BIT["center"]), "1900"],
+                         "WindowWidth": [str(WINDOW_12BIT["width"]), "3500"], "VOILUTFunction": "LINEAR"}
             if mirrored:
                 stored = stored[:, ::-1]
                 extra["PatientOrientation"] = ["P", "L"]  # L breast, rows run posterior: mirrored

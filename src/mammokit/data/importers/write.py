@@ -147,6 +147,7 @@ def write_masks(
             continue
         groups.setdefault((m.exam_id, m.view, m.label), []).append(m)
     folder = out / "masks"
+    folder.mkdir(parents=True, exist_ok=True)  # present even when the set has no outlines
     done_path = folder / MASKS_DONE
     done: dict[str, str] = {}
     if resume and done_path.exists():
