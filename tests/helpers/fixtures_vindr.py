@@ -15,7 +15,8 @@ Quirks reproduced: 32-hex ids, no patient id (study is the group), ``BI-RADS n``
 categories as Python-list strings, ``['No Finding']`` rows with empty boxes, findings without
 finding BI-RADS (skin / nipple / lymph node), a box reaching outside the image, MONOCHROME1 files
 with PixelPaddingValue and multi-valued windows, Laterality and ImageLaterality both set, the
-second ``SOP Instance UID`` column holding another value.
+second ``SOP Instance UID`` column holding another value, a file stored mirrored
+(PatientOrientation ``P\\L`` on a left breast) whose box is given in its stored pixels.
 
 Known bad content (each must become a reject): a listed file missing on disk, a FOR PROCESSING
 file, a corrupt file, an image listed twice, a BI-RADS value outside 1-5, a laterality that is
@@ -230,7 +231,7 @@ def _add_bad_content(fx: VindrFixture, breast_rows: list, meta_rows: list, size:
     write_dicom(repeat_path, breast_pixels(h, w, "L", bits=12), laterality="L", view="MLO", bits_stored=12,
                 uid_seed="vindr|s5|repeat", Laterality="L")
     breast_rows.append([s5, series, repeat_id, "L", "MLO", h, w, "BI-RADS 1", "DENSITY C", "training"])
-    meta_rows.append([repeat_id, series, "070Y", "SIEMENS", "Mammomat Inspiration", "MONOCHROME2", h, w, "1.2.3"])
+    meta_rows.append([repeat_id, series, "070Y", fx.studies[s5]["manufacturer"], "", "MONOCHROME2", h, w, "1.2.3"])
     # Kept (the manifest allows several images of a view; boxes and masks go to the first).
     fx.images.append(VImage(s5, repeat_id, "L", "MLO", repeat_path, h, w, kept=True))
 
