@@ -16,14 +16,19 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def run_pipeline(fmt: str, root: Path, tmp: Path) -> dict:
-    """Run every stage; return paths and the evaluation JSON. Asserts each stage's exit status."""
+def run_pipeline(fmt: str, root: Path, tmp: Path, preprocess: tuple[str, ...] = (), has_outlines: bool = True) -> dict:
+    """Run every stage; return paths and the evaluation JSON. Asserts each stage's exit status.
+    ``preprocess``: extra options of ``mammokit preprocess`` (e.g. a background threshold).
+    ``has_outlines=False`` (a set without lesion locations, e.g. CMMD): train-patch must stop
+    with a one-line error (exit 2) instead of training on normal patches only; the image-only
+    breast-level model is trained as usual."""
     data, work, runs = tmp / "data", tmp / "work", tmp / "runs"
     assert main(["import", fmt, str(root), "--out", str(data), "--workers", "1"]) == 0
-    assert main(["preprocess", str(data / "manifest.csv"), "--out", str(work), "--preset", "tiny"]) == 0
-    assert main(["train-patch", str(work), "--masks", str(data / "masks"), "--labels", str(data / "labels.csv"),
-                 "--out", str(runs / "patch"), "--epochs", "1", "--patches-per-class", "8",
-                 "--val-patches-per-class", "4", "--batch-size", "8", "--device", "cpu"]) == 0
+    assert main(["preprocess", str(data / "manifest.csv"), "--out", str(work), "--preset", "tiny", *preprocess]) == 0
+    status = main(["train-patch", str(work), "--masks", str(data / "masks"), "--labels", str(data / "labels.csv"),
+                   "--out", str(runs / "patch"), "--epochs", "1", "--patches-per-class", "8",
+                   "--val-patches-per-class", "4", "--batch-size", "8", "--device", "cpu"])
+    assert status == (0 if has_outlines else 2)
     assert main(["train", str(work), "--labels", str(data / "labels.csv"), "--out", str(runs / "cancer"),
                  "--epochs", "1", "--batch-size", "2", "--device", "cpu"]) == 0
     ckpt = runs / "cancer" / "best.safetensors"
