@@ -4,10 +4,14 @@ orientation) and header parsing. Expected values come from the DICOM standard's 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.sequence import Sequence
 
 from mammokit.data.dicom import normalise_view, read_dicom_info, read_dicom_pixels
@@ -17,6 +21,9 @@ from mammokit.data.images import ImageReadError, read_image
 H, W = 64, 48
 J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
 
 
 def ramp(bits: int = 12) -> np.ndarray:
@@ -138,13 +145,130 @@ def test_pixel_padding_value_and_range(tmp_path):
     assert (x12 >= 4000).sum() > 10
 
 
-@pytest.mark.parametrize("syntax", [RLE_LOSSLESS, J2K_LOSSLESS])
-def test_compressed_syntaxes_decode_exactly(tmp_path, syntax):
-    x = ramp(12)
+# Each compressed syntax the public sets use, with the marker its first frame must start with
+# (so the test proves the file really holds that codec's stream, not raw pixels).
+_CODEC_MARKERS = {
+    RLE_LOSSLESS: None,
+    J2K_LOSSLESS: b"\xff\x4f",  # J2K codestream SOC
+    JPEG_LOSSLESS_SV1: b"\xff\xc3",  # SOF3: lossless Huffman (RSNA)
+    JPEG_LOSSLESS: b"\xff\xc3",
+    JPEG_LS_LOSSLESS: b"\xff\xf7",  # SOF55: JPEG-LS
+}
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+@pytest.mark.parametrize("syntax", list(_CODEC_MARKERS))
+def test_compressed_syntaxes_decode_exactly(tmp_path, syntax, bits):
+    x = ramp(bits)
     x[::7, ::5] = 123  # some texture so the codec has work
-    write_dicom(tmp_path / "c", x, laterality="R", view="CC", bits_stored=12, transfer_syntax=syntax)
-    assert pydicom.dcmread(tmp_path / "c").file_meta.TransferSyntaxUID == syntax
-    np.testing.assert_array_equal(read_image(tmp_path / "c"), to16(x, 4095))  # extension-less
+    write_dicom(tmp_path / "c", x, laterality="R", view="CC", bits_stored=bits, transfer_syntax=syntax)
+    ds = pydicom.dcmread(tmp_path / "c")
+    assert ds.file_meta.TransferSyntaxUID == syntax and ds.BitsStored == bits
+    marker = _CODEC_MARKERS[syntax]
+    if marker is not None:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+        assert frame[:2] == b"\xff\xd8" or frame[:2] == b"\xff\x4f"  # SOI or SOC
+        assert marker in frame[:64]
+    np.testing.assert_array_equal(read_image(tmp_path / "c"), to16(x, 2**bits - 1))  # extension-less
+
+
+def test_rsna_like_jpeg2000_monochrome1_with_window(tmp_path):
+    # RSNA: JPEG 2000 lossless, 12 bits stored, MONOCHROME1, a window pair and SIGMOID.
+    x = ramp(12)
+    c, w = 2047.0, 4096.0
+    write_dicom(tmp_path / "r.dcm", x, laterality="L", view="MLO", bits_stored=12, photometric="MONOCHROME1",
+                transfer_syntax=J2K_LOSSLESS, WindowCenter=[c, 1800.0], WindowWidth=[w, 3000.0],
+                VOILUTFunction="SIGMOID")
+    y = 4095.0 / (1.0 + np.exp(-4.0 * (x.astype(np.float64) - c) / w))
+    np.testing.assert_array_equal(read_image(tmp_path / "r.dcm"), 65535 - to16(y, 4095))
+
+
+@pytest.mark.parametrize("bits", [8, 9, 10, 11, 12, 13, 14, 15, 16])
+def test_bits_stored_8_to_16(tmp_path, bits):
+    x = ramp(bits)
+    write_dicom(tmp_path / "b.dcm", x, laterality="L", view="CC", bits_stored=bits)
+    ds = pydicom.dcmread(tmp_path / "b.dcm")
+    assert ds.BitsAllocated == (8 if bits == 8 else 16)
+    out = read_image(tmp_path / "b.dcm")
+    np.testing.assert_array_equal(out, to16(x, 2**bits - 1))
+    assert out.min() == 0 and out.max() == 65535
+
+
+def test_8bit_sigmoid_like_cmmd(tmp_path):
+    # CMMD: 8 bits allocated and stored, VOILUTFunction SIGMOID, WC 128, WW 256.
+    x = ramp(8)
+    write_dicom(tmp_path / "c.dcm", x, laterality="R", view="CC", bits_stored=8,
+                WindowCenter=128, WindowWidth=256, VOILUTFunction="SIGMOID")
+    y = 255.0 / (1.0 + np.exp(-4.0 * (x.astype(np.float64) - 128) / 256))
+    np.testing.assert_array_equal(read_image(tmp_path / "c.dcm"), to16(y, 255))
+
+
+@pytest.mark.parametrize("function", [None, "LINEAR", "LINEAR_EXACT", "SIGMOID"])
+def test_voi_functions_match_pydicom_with_rescale_and_multivalued_window(tmp_path, function):
+    # Cross-check against pydicom's own VOI implementation on the first window pair.
+    x = ramp(12)
+    extra = {"VOILUTFunction": function} if function else {}
+    write_dicom(tmp_path / "v.dcm", x, laterality="L", view="CC", bits_stored=12, RescaleSlope=0.5,
+                RescaleIntercept=10.0, WindowCenter=[900.0, 100.0], WindowWidth=[1200.0, 50.0], **extra)
+    ds = pydicom.dcmread(tmp_path / "v.dcm")
+    ref = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds, index=0)
+    lo, hi = 10.0, 4095 * 0.5 + 10.0  # the stored range 0..4095 through the Rescale
+    expected = np.rint((ref - lo) / (hi - lo) * 65535).clip(0, 65535).astype(np.uint16)
+    np.testing.assert_array_equal(read_image(tmp_path / "v.dcm"), expected)
+    # And the formula itself, so a pydicom change cannot move both sides at once.
+    yr = x.astype(np.float64) * 0.5 + 10.0
+    if function == "SIGMOID":
+        formula = 1.0 / (1.0 + np.exp(-4.0 * (yr - 900.0) / 1200.0))
+    elif function == "LINEAR_EXACT":
+        formula = ((yr - 900.0) / 1200.0 + 0.5).clip(0, 1)
+    else:
+        formula = _linear(yr, 900.0, 1200.0)
+    np.testing.assert_allclose(expected / 65535.0, formula, atol=1.0 / 65535)
+
+
+def test_unknown_and_unsupported_transfer_syntax_named(tmp_path):
+    write_dicom(tmp_path / "a.dcm", ramp(12), laterality="L", view="CC", bits_stored=12)
+    ds = pydicom.dcmread(tmp_path / "a.dcm")
+    ds.PixelData = encapsulate([b"\x00" * 64])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: a video syntax
+    ds.save_as(tmp_path / "mpeg.dcm")
+    with pytest.raises(ImageReadError, match=r"mpeg\.dcm: .*MPEG2.*1\.2\.840\.10008\.1\.2\.4\.100"):
+        read_image(tmp_path / "mpeg.dcm")
+    ds.file_meta.TransferSyntaxUID = "1.2.826.0.1.3680043.99.1"  # private
+    ds.save_as(tmp_path / "priv.dcm")
+    with pytest.raises(ImageReadError, match=r"priv\.dcm: unknown transfer syntax 1\.2\.826\.0\.1\.3680043\.99\.1"):
+        read_image(tmp_path / "priv.dcm")
+
+
+@pytest.mark.parametrize("syntax", [J2K_LOSSLESS, JPEG_LOSSLESS_SV1, JPEG_LS_LOSSLESS])
+def test_corrupt_compressed_stream_names_file_and_syntax(tmp_path, syntax):
+    write_dicom(tmp_path / "c.dcm", ramp(12), laterality="L", view="CC", bits_stored=12, transfer_syntax=syntax)
+    ds = pydicom.dcmread(tmp_path / "c.dcm")
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([frame[: len(frame) // 8]])  # stream cut short
+    ds.save_as(tmp_path / "bad.dcm")
+    # libjpeg would decode the cut JPEG streams silently into made-up pixels: refused up front.
+    with pytest.raises(ImageReadError, match=rf"bad\.dcm: truncated .*\({re.escape(syntax)}\).*no end marker"):
+        read_image(tmp_path / "bad.dcm")
+    # A complete-looking stream with garbage inside: the decoder's own error, with the syntax.
+    ds.PixelData = encapsulate([frame[:2] + bytes(range(256)) * 2 + b"\xff\xd9"])
+    ds.save_as(tmp_path / "garbage.dcm")
+    with pytest.raises(ImageReadError, match=rf"garbage\.dcm: cannot decode pixel data, .*{re.escape(syntax)}"):
+        read_image(tmp_path / "garbage.dcm")
+
+
+@pytest.mark.parametrize(
+    "syntax,package",
+    [(JPEG_LOSSLESS_SV1, "pylibjpeg-libjpeg"), (JPEG_LS_LOSSLESS, "pyjpegls"), (J2K_LOSSLESS, "pylibjpeg-openjpeg")],
+)
+def test_missing_decoder_per_syntax(tmp_path, monkeypatch, syntax, package):
+    from pydicom.pixels.decoders.base import Decoder
+
+    write_dicom(tmp_path / "j.dcm", ramp(12), laterality="L", view="CC", bits_stored=12, transfer_syntax=syntax)
+    monkeypatch.setattr(Decoder, "is_available", property(lambda self: False))
+    with pytest.raises(ImageReadError, match=rf"j\.dcm: cannot decode .*\({re.escape(syntax)}\): no decoder.*{package}"):
+        read_image(tmp_path / "j.dcm")
 
 
 def test_missing_decoder_names_syntax_and_package(tmp_path, monkeypatch):

@@ -7,7 +7,9 @@ Returns ``uint16`` ``[H, W]``, display orientation, background exactly 0, by the
 1. **Decode** the stored values with pydicom's pixel handlers. Compressed mammography syntaxes
    (JPEG 2000, JPEG lossless, JPEG-LS, RLE, HTJ2K) need a plugin (pylibjpeg-openjpeg,
    pylibjpeg-libjpeg, pyjpegls, python-gdcm); when none is installed the error names the
-   transfer syntax and the packages that would decode it.
+   transfer syntax and the packages that would decode it. A JPEG / JPEG-LS / JPEG 2000 stream
+   without its end marker is refused as truncated (libjpeg would decode it silently into
+   made-up pixels); an unknown or private transfer syntax is refused with its UID.
 2. **Padding mask** from the *stored* values (as the standard defines it): pixels equal to
    PixelPaddingValue, or within [PixelPaddingValue, PixelPaddingRangeLimit] (either order) when
    the range limit is present.
@@ -317,6 +319,9 @@ def _decode(path: Path, ds) -> np.ndarray:
     from pydicom.uid import UID
 
     syntax = UID(str(ds.file_meta.TransferSyntaxUID)) if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else None
+    if syntax is not None and not syntax.is_transfer_syntax:
+        # A private or misspelt UID: pydicom cannot tell how the pixels are encoded.
+        raise ImageReadError(f"{path}: unknown transfer syntax {syntax}; cannot decode its pixel data")
     if syntax is not None and syntax.is_compressed:
         try:
             decoder = get_decoder(syntax)
@@ -327,11 +332,38 @@ def _decode(path: Path, ds) -> np.ndarray:
             raise ImageReadError(
                 f"{path}: cannot decode {syntax.name} ({syntax}): no decoder installed; install {packages}"
             )
+        if str(syntax) in _EOI_SYNTAXES and not _ends_with_eoi(ds.PixelData):
+            # libjpeg decodes a cut-off lossless stream without complaint, filling the rest of
+            # the image with predicted values; the missing end marker is the only sign.
+            raise ImageReadError(
+                f"{path}: truncated {syntax.name} ({syntax}) pixel data: the compressed stream has no end marker"
+            )
     try:
         return ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - every decoder raises its own types
         name = f"{syntax.name} ({syntax})" if syntax is not None else "unknown transfer syntax"
         raise ImageReadError(f"{path}: cannot decode pixel data, {name}: {one_line_reason(exc)}") from None
+
+
+# JPEG (ISO 10918), JPEG-LS and JPEG 2000 streams all end with the marker FF D9 (EOI / EOC).
+_EOI_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+}
+
+
+def _ends_with_eoi(pixel_data: bytes) -> bool:
+    """Whether the last fragment of encapsulated ``pixel_data`` ends with FF D9 (allowing the
+    trailing padding PS3.5 A.4 permits; some writers add a few bytes, so the last 16 are searched)."""
+    from pydicom.encaps import generate_fragments
+
+    last = b""
+    try:
+        for fragment in generate_fragments(pixel_data):
+            last = fragment
+    except (ValueError, EOFError):
+        return False
+    return b"\xff\xd9" in last[-16:]
 
 
 def _stored_range(ds) -> tuple[float, float]:

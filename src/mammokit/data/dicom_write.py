@@ -2,7 +2,11 @@
 
 Readers are in :mod:`mammokit.data.dicom`; this module writes what they read: Modality MG, FOR
 PRESENTATION, ImageLaterality, ViewPosition + ViewCodeSequence, seed-derived UIDs (the same
-call writes the same file), uncompressed or compressed with the encoders pydicom has.
+call writes the same file), uncompressed or compressed: RLE, JPEG 2000 and JPEG-LS with pydicom's
+encoders (JPEG 2000 needs pylibjpeg-openjpeg, JPEG-LS pyjpegls), JPEG lossless (process 14, and
+its selection-value-1 form that the RSNA set uses) with libjpeg-turbo through imagecodecs, since
+pydicom has no encoder for it. The extra encoders are development dependencies: decoding needs
+only the runtime plugins (pylibjpeg-libjpeg, pylibjpeg-openjpeg).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ __all__ = ["write_dicom"]
 
 
 _MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image - For Presentation
+# JPEG lossless syntaxes pydicom cannot encode: (UID, predictor). SV1 = selection value 1.
+_JPEG_LOSSLESS = {"1.2.840.10008.1.2.4.57": 6, "1.2.840.10008.1.2.4.70": 1}
 _VIEW_CODE_OUT = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
 
 
@@ -30,6 +36,7 @@ def write_dicom(
     study_uid: str | None = None,
     patient_id: str = "anonymous",
     bits_stored: int = 16,
+    bits_allocated: int | None = None,
     photometric: str = "MONOCHROME2",
     transfer_syntax: str = "1.2.840.10008.1.2.1",
     uid_seed: str | None = None,
@@ -40,8 +47,9 @@ def write_dicom(
     The header carries what :func:`read_dicom_info` needs (study, patient, ImageLaterality,
     ViewPosition + ViewCodeSequence, Modality MG, FOR PRESENTATION). UIDs are derived from
     ``uid_seed`` (default: path, laterality, view) so the same call writes the same file.
-    ``transfer_syntax`` may be a compressed syntax pydicom can encode (RLE Lossless natively,
-    JPEG 2000 Lossless with pylibjpeg-openjpeg). Extra keyword ``elements`` are set as DICOM
+    ``bits_allocated`` defaults to 8 when ``bits_stored`` is 8, else 16. ``transfer_syntax`` may
+    be a compressed syntax: RLE Lossless (pydicom), JPEG 2000 (pylibjpeg-openjpeg), JPEG-LS
+    (pyjpegls), JPEG lossless .4.57 / SV1 .4.70 (imagecodecs). Extra keyword ``elements`` are set as DICOM
     keywords (e.g. ``WindowCenter=2048``); a value of None deletes that element.
     """
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -51,6 +59,10 @@ def write_dicom(
     from mammokit.utils.io import atomic_path
 
     pixels = np.asarray(pixels)
+    if bits_allocated is None:
+        bits_allocated = 8 if bits_stored <= 8 else 16
+    if bits_allocated not in (8, 16) or not 1 <= bits_stored <= bits_allocated:
+        raise ValueError(f"{path}: bits_stored {bits_stored} / bits_allocated {bits_allocated} not supported")
     if pixels.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D array [H, W], got shape {pixels.shape}")
     if pixels.size and (pixels.min() < 0 or pixels.max() > 2**bits_stored - 1):
@@ -86,19 +98,45 @@ def write_dicom(
     ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 16
+    ds.BitsAllocated = bits_allocated
     ds.BitsStored = bits_stored
     ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(pixels.astype("<u2")).tobytes()
+    ds.PixelData = np.ascontiguousarray(pixels.astype("<u2" if bits_allocated == 16 else "u1")).tobytes()
     for keyword, value in elements.items():
         if value is None:
             if keyword in ds:
                 delattr(ds, keyword)
         else:
             setattr(ds, keyword, value)
-    if syntax.is_compressed:
+    if str(syntax) in _JPEG_LOSSLESS:
+        _encode_jpeg_lossless(ds, pixels, syntax, bits_stored)
+    elif syntax.is_compressed:
         # Keep the seed-derived SOP Instance UID (pydicom would make a random one): same call, same file.
         ds.compress(syntax, generate_instance_uid=False)
     with atomic_path(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
+
+
+def _encode_jpeg_lossless(ds, pixels: np.ndarray, syntax, bits_stored: int) -> None:
+    """Encapsulate ``pixels`` ``[H, W]`` as one JPEG lossless (process 14) frame in ``ds``."""
+    from pydicom.encaps import encapsulate
+
+    from mammokit.errors import MissingDependencyError
+
+    try:
+        import imagecodecs
+    except ImportError:
+        raise MissingDependencyError(
+            f"writing JPEG lossless ({syntax}) needs imagecodecs (pip install imagecodecs)"
+        ) from None
+    dtype = np.uint8 if bits_stored <= 8 else np.uint16
+    frame = imagecodecs.jpeg8_encode(
+        np.ascontiguousarray(pixels.astype(dtype)),
+        lossless=True,
+        predictor=_JPEG_LOSSLESS[str(syntax)],
+        bitspersample=bits_stored,
+    )
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = syntax
