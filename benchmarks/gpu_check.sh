@@ -6,7 +6,8 @@
 #   bench.log          the benchmark's progress and table
 #   patch_training/    logs + metrics of the briefly trained patch classifier (accuracy check)
 #   results/bench-cuda.json  benchmark results (python -m benchmarks.bench)
-# Budget: about 7-8 minutes of wall time (hard caps below: 90 s tests, ~440 s patch training, 450 s bench;
+#   run/               step 5: `mammokit run` over >= 200 exams (exams/s, GPU utilisation), torchrun scaling
+# Budget: about 7-8 minutes of wall time for steps 1-4 (step 5: up to 2 x RUN_TIMEOUT more; RUN=0 skips it) (hard caps below: 90 s tests, ~440 s patch training, 450 s bench;
 # typical: 60 s, 150 s, 250 s).
 # It never changes GPU settings (no nvidia-smi -pm/-lgc/-mig...) and uses no managed memory.
 set -u
@@ -89,5 +90,66 @@ timeout "${BENCH_TIMEOUT:-450}" "$PY" -m benchmarks.bench --device cuda --preset
   --compare-dtypes "${COMPARE_DTYPES:-fp16,bf16}" "${CKPT_ARGS2[@]}" -o "$RESULTS/bench-cuda.json" 2>&1 | tee "$OUT/bench.log"
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || echo "!! bench exited with rc $rc (124 = timed out)"
+# 5. From raw images to results over >= 200 exams with `mammokit run` (preprocess, heatmaps, both
+# view-wise models with 10 TTA), GPU utilisation sampled every 0.5 s (nvidia-smi, read-only query);
+# then, with 2+ GPUs, the same job on every GPU with torchrun (one shard per rank), outputs
+# compared byte for byte with the single-process run. RUN_EXAMS sizes it; RUN=0 skips it.
+# The breast-level models are random-init view-wise models (speed does not depend on the weights);
+# the patch classifier is the one trained in step 3 when there is one.
+if [ "${RUN:-1}" = 1 ]; then
+  W5="${SCRATCH:-/tmp/mammokit-gpu-check}/run"
+  rm -rf "$W5"; mkdir -p "$W5" "$OUT/run"
+  NPROC=$(nproc 2>/dev/null || echo 4)
+  NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+  timeout 240 "$PY" -m mammokit -q synth "$W5/data" --exams "${RUN_EXAMS:-200}" --scale "${RUN_SCALE:-1.0}" --seed 5 \
+    --workers "$NPROC" >"$OUT/run/synth.log" 2>&1 || echo "!! synth for the run check failed (see $OUT/run/synth.log)"
+  "$PY" - "$W5" <<'PYEOF'
+import sys, torch
+from mammokit.models import create_model, save_checkpoint
+for c in (1, 3):
+    torch.manual_seed(c)
+    save_checkpoint(f"{sys.argv[1]}/vw{c}.safetensors", create_model("view_wise", in_channels=c), arch="view_wise",
+                    model_args={"in_channels": c}, preset="paper")
+PYEOF
+  PATCH="${CKPT_ARGS[1]:-}"
+  if [ -z "$PATCH" ]; then
+    "$PY" -c "import torch; from mammokit.models import create_model, save_checkpoint; torch.manual_seed(0); save_checkpoint('$W5/patch.safetensors', create_model('densenet121_patch', num_classes=3), arch='densenet121_patch', model_args={'num_classes': 3}, preset='paper')"
+    PATCH="$W5/patch.safetensors"
+  fi
+  RUN_ARGS=(run "$W5/data/manifest.csv" --model "$W5/vw3.safetensors" --model "$W5/vw1.safetensors"
+            --patch-model "$PATCH" --preset paper --tta 10 --workers "$NPROC" --device cuda)
+  for MODE in single multi; do
+    [ "$MODE" = multi ] && [ "$NGPU" -lt 2 ] && { echo "== run check: $NGPU GPU(s): no multi-GPU scaling"; break; }
+    nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader -lms 500 >"$OUT/run/gpu_util_$MODE.csv" 2>/dev/null &
+    SMI=$!
+    T5=$(date +%s.%N)
+    if [ "$MODE" = single ]; then
+      timeout "${RUN_TIMEOUT:-600}" "$PY" -m mammokit "${RUN_ARGS[@]}" --out "$W5/out_single" >"$OUT/run/single.log" 2>&1
+    else
+      timeout "${RUN_TIMEOUT:-600}" "$PY" -m torch.distributed.run --nproc_per_node "$NGPU" -m mammokit "${RUN_ARGS[@]}" \
+        --out "$W5/out_multi" >"$OUT/run/multi.log" 2>&1
+    fi
+    rc=$?
+    T6=$(date +%s.%N)
+    kill "$SMI" 2>/dev/null
+    "$PY" - "$MODE" "$rc" "$T5" "$T6" "$OUT/run/gpu_util_$MODE.csv" "$W5" "$NGPU" <<'PYEOF' | tee -a "$OUT/run/summary.txt"
+import csv, sys
+from pathlib import Path
+mode, rc, t0, t1, util, w, ngpu = sys.argv[1:]
+out = Path(w) / f"out_{mode}"
+rows = list(csv.DictReader(open(out / "predictions.csv"))) if (out / "predictions.csv").is_file() else []
+secs = float(t1) - float(t0)
+u = [float(r[1].strip().rstrip(" %")) for r in csv.reader(open(util)) if len(r) > 1] if Path(util).is_file() else []
+print(f"run {mode}: rc {rc}, {len(rows)} exams in {secs:.1f} s = {len(rows) / secs:.2f} exams/s (raw images to "
+      f"predictions, start-up included); GPU utilisation mean {sum(u) / max(len(u), 1):.0f} % over {len(u)} samples"
+      + (f" ({ngpu} GPUs)" if mode == "multi" else ""))
+if mode == "multi":
+    single = Path(w) / "out_single"
+    same = all((single / n).read_bytes() == (out / n).read_bytes()
+               for n in ("predictions.csv", "predictions.meta.json", "exams.json"))
+    print(f"run multi vs single: predictions.csv, predictions.meta.json, exams.json identical: {same}")
+PYEOF
+  done
+fi
 echo "== gpu_check done in $(( $(date +%s) - T0 )) s; results in $OUT"
 ls -la "$OUT" "$RESULTS"

@@ -24,10 +24,17 @@ def test_resolve_device():
 
 @pytest.mark.parametrize("purpose, cuda_auto", [("heatmaps", torch.float16), ("models", torch.bfloat16),
                                                 ("training", torch.bfloat16)])
-def test_dtype_defaults_per_purpose(purpose, cuda_auto):
-    # Heatmaps default to fp16 on CUDA (within 1e-3 of fp32, bf16 is not); the CPU stays fp32.
+def test_dtype_defaults_per_purpose(purpose, cuda_auto, monkeypatch):
+    import mammokit.utils.device as D
+
+    # Heatmaps default to fp16 on CUDA (within 1e-3 of fp32, bf16 is not). On the CPU inference
+    # takes bf16 only with bf16 hardware; training stays fp32.
     assert resolve_dtype("auto", CUDA, purpose) == cuda_auto
+    monkeypatch.setattr(D, "cpu_has_fast_bf16", lambda: False)
     assert resolve_dtype(None, CPU, purpose) == torch.float32
+    monkeypatch.setattr(D, "cpu_has_fast_bf16", lambda: True)
+    assert resolve_dtype("auto", CPU, purpose) == (torch.float32 if purpose == "training" else torch.bfloat16)
+    assert resolve_dtype("fp32", CPU, purpose) == torch.float32
     assert resolve_dtype("bf16", CPU, purpose) == torch.bfloat16
     assert resolve_dtype("float16", CPU, purpose) == torch.float16
     assert resolve_dtype(torch.float32, CUDA, purpose) == torch.float32
@@ -122,3 +129,14 @@ def test_training_out_of_memory_says_what_to_change():
     with pytest.raises(RuntimeError, match="a bug"):  # anything else passes through untouched
         with out_of_memory_is_fatal(CPU, "exams per step"):
             raise RuntimeError("a bug")
+
+
+def test_bf16_hardware_is_read_from_the_cpu_flags():
+    from mammokit.utils.device import cpuinfo_has_bf16
+
+    zen3 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\nbugs\t: x\n"
+    sapphire = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    zen4 = "flags\t: avx2 avx512f avx512_bf16\n"
+    assert cpuinfo_has_bf16(zen3) is False
+    assert cpuinfo_has_bf16(sapphire) is True and cpuinfo_has_bf16(zen4) is True
+    assert cpuinfo_has_bf16("processor\t: 0\n") is None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mammokit.cli.heatmaps import add_shard_arg
+
 ORDER = 50
 
 
@@ -17,10 +19,12 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="test-time augmentation seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="precision of the breast-level models: auto = bf16 autocast on CUDA, fp32 on the CPU")
+                   help="precision of the breast-level models: auto = bf16 autocast on CUDA and on CPUs with "
+                        "bf16 hardware (AMX / AVX512-BF16), else fp32")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="most TTA draws per forward pass (default: all draws of an exam at once)")
     p.add_argument("--strict", action="store_true", help="an exam that cannot be scored is an error")
+    add_shard_arg(p)
 
 
 def register(subparsers) -> None:
@@ -59,7 +63,7 @@ def register(subparsers) -> None:
     r.add_argument("--workers", "-j", type=int, default=1, help="preprocessing processes (default 1)")
     r.add_argument("--heatmap-dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="precision of the heatmaps, separate from --dtype: auto = fp16 on CUDA (within 1e-3 "
-                   "of fp32; bf16 is not, 0.0135), fp32 on the CPU")
+                   "of fp32; bf16 is not, 0.0135); on the CPU bf16 with bf16 hardware, else fp32")
     r.add_argument("--heatmap-batch-size", type=int, default=None, metavar="N",
                    help="patches per forward pass of the heatmaps (default: 512 on CUDA, 4 DenseNet / 256 small on the CPU)")
     _add_inference_args(r)
@@ -67,10 +71,19 @@ def register(subparsers) -> None:
 
 
 def _summary(result, output) -> str:
+    from mammokit.inference.predict import skipped_path
+
     n, k = len(result.exam_ids), len(result.skipped)
+    if result.shard is not None:
+        text = f"shard {result.shard}: {n} exam(s) scored"
+        if k:
+            text += f", {k} skipped"
+        missing = result.missing_shards
+        return text + (f"; waiting for shard(s) {', '.join(map(str, missing))} to merge into {output}" if missing
+                       else f"; all shards done: merged -> {output}")
     text = f"{n} exam(s) scored -> {output}"
     if k:
-        text += f"; {k} skipped (see {result.skipped_output})"
+        text += f"; {k} skipped (see {result.skipped_output or skipped_path(output)})"
     return text
 
 
@@ -83,6 +96,7 @@ def _predict(args: argparse.Namespace) -> int:
     result = predict(
         args.workdir, args.models, tta=args.tta, seed=args.seed, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, output=output, strict=args.strict, workers=args.workers, split=args.split,
+        shard=args.shard,
     )
     print(_summary(result, output))
     return 0 if result.exam_ids or not result.skipped else 1
@@ -95,7 +109,9 @@ def _run(args: argparse.Namespace) -> int:
         args.manifest, args.out, models=args.models, patch_model=args.patch_model, preset=args.preset,
         tta=args.tta, seed=args.seed, workers=args.workers, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, strict=args.strict, heatmap_dtype=args.heatmap_dtype,
-        heatmap_batch_size=args.heatmap_batch_size,
+        heatmap_batch_size=args.heatmap_batch_size, shard=args.shard,
     )
-    print(_summary(result.predictions, result.output))
+    from pathlib import Path
+
+    print(_summary(result.predictions, result.output or Path(args.out) / "predictions.csv"))
     return 0 if result.predictions.exam_ids or not result.predictions.skipped else 1

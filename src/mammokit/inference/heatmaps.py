@@ -5,7 +5,14 @@ Reads ``WORKDIR/exams.json`` and ``WORKDIR/<image_dir>/<name>.png``; writes
 ``WORKDIR/heatmap_{malignant,benign}/<name>.hdf5``), records the PNG paths in the exam list
 (fields ``heatmap_malignant`` / ``heatmap_benign``, relative to WORKDIR). Resumable: images whose
 heatmap files all exist are skipped. A failing image is logged, listed in
-``WORKDIR/heatmap_failures.csv`` and skipped (``strict=True`` makes it fatal).
+``WORKDIR/heatmap_failures.csv`` and skipped (``strict=True`` makes it fatal). The exam list's
+``heatmaps`` entry records what the maps were made with (precision, device, patch model, patch
+size, stride, seed).
+
+Many processes: ``shard="i/N"`` (or torchrun's ``RANK``/``WORLD_SIZE``) computes the images of
+that shard's exams, and records its failures in ``WORKDIR/.shards/heatmaps.shard-i-of-N.json``
+instead of the exam list; the shard that completes the set writes the exam list and failures file
+a single process writes (:mod:`mammokit.utils.shard`).
 """
 
 from __future__ import annotations
@@ -38,10 +45,23 @@ from mammokit.utils.device import dtype_name, resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.log import get_logger, progress
 from mammokit.utils.seed import derive_seed
+from mammokit.utils.shard import (
+    Shard,
+    file_stamp,
+    job_key,
+    local_rank,
+    part_path,
+    read_part,
+    read_parts,
+    resolve_shard,
+    shard_positions,
+    write_part,
+)
 
 log = get_logger(__name__)
 
 FAILURES_FILE = "heatmap_failures.csv"
+FAILURE_COLUMNS = ["exam_id", "view", "name", "reason"]
 
 
 def heatmap_paths(name: str) -> dict[str, str]:
@@ -88,6 +108,7 @@ def make_heatmaps(
     strict: bool = False,
     patch_size: int | None = None,
     compile: bool | str = "auto",
+    shard: str | Shard | None = None,
 ) -> dict[str, Any]:
     """Compute and write the heatmaps of every image of a preprocessed work folder.
 
@@ -105,121 +126,222 @@ def make_heatmaps(
     work folder's preset (``exams.json`` meta). The shortened strides are placed with a stream
     seeded by ``(seed, image name)``, so results do not depend on the order of the images.
 
-    Returns a summary: ``{"done", "skipped", "failed", "patches", "seconds", "patch_size", "stride"}``.
+    ``shard``: ``"i/N"`` computes only that shard's exams (see the module docstring); None: the
+    whole job, or this rank's shard when launched by torchrun.
+
+    Returns a summary: ``{"done", "skipped", "failed", "patches", "seconds", "patch_size", "stride",
+    "precision", "shard", "missing_shards"}`` (counts of this process' images).
     """
     workdir = Path(workdir)
     exams_path = workdir / "exams.json"
     exams, meta = load_exams(exams_path)
-    image_dir = workdir / meta.get("image_dir", "cropped")
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev, "heatmaps")
-    model, model_meta = load_patch_model(patch_model, device=dev)
-    if batch_size is None:
-        batch_size = default_batch_size(model, dev)
-    eager_model = model
-    work_preset = preset_of(meta.get("preset_config")) or preset_of(meta.get("preset"))
-    model_preset = preset_of(model_meta.get("preset"))
-    preset = model_preset or work_preset
-    if preset is None and (patch_size is None or stride is None):
-        raise UsageError(f"{exams_path}: no preset recorded and none in {patch_model}; pass patch_size and stride")
-    if model_preset and work_preset and abs(model_preset.scale - work_preset.scale) > 1e-9:
-        log.warning(
-            "patch model preset %s (scale %g) differs from the work folder's %s (scale %g)",
-            model_preset.name, model_preset.scale, work_preset.name, work_preset.scale,
-        )
-    patch_size = patch_size or preset.patch_size
-    stride = stride or preset.heatmap_stride
-    images = list(iter_images(exams))
-    wanted = ["malignant", "benign"] + (["malignant_hdf5", "benign_hdf5"] if reference_layout else [])
-    pending = {name for *_, name in images if not all((workdir / heatmap_paths(name)[k]).is_file() for k in wanted)}
-    auto = compile == "auto"
-    if auto:
-        estimate = sum(_patches_estimate(exam, view, index, patch_size, stride) for exam, view, index, name in images
-                       if name in pending)
-        compile = should_compile(model, dev, estimate)
-        log.info("heatmaps: ~%d patches to compute: %s", estimate, "compiling the patch classifier" if compile else "eager")
-    elif compile not in (True, False):
-        raise UsageError(f"compile must be True, False or 'auto', got {compile!r}")
-    if compile:
-        model = compile_patch_model(model, dev)
-    log.info("heatmaps: patch %d, stride %d, batch %d, device %s, precision %s", patch_size, stride, batch_size, dev,
-             dtype_name(dt))
+    sh = resolve_shard(shard)
+    job = HeatmapJob.create(workdir, meta, patch_model, stride, batch_size, device, dtype, reference_layout, seed,
+                            patch_size, compile, exams)
+    if sh is None:
+        out = job.compute(exams, list(range(len(exams))), strict, exams_path=exams_path, meta=meta)
+        finish_heatmaps(exams_path, exams, meta, out["failures"], job.info)
+        summary = {**out, "shard": None, "missing_shards": []}
+    else:
+        positions = shard_positions([str(e.get("exam_id")) for e in exams], sh)
+        key = job.key(exams)
+        ppath = part_path(workdir, "heatmaps", sh)
+        data = read_part(ppath, "heatmaps", key, sh)
+        if data is None:
+            data = job.compute([exams[i] for i in positions], positions, strict)
+            write_part(ppath, "heatmaps", key, sh, data)
+        else:
+            log.info("heatmaps shard %s: reusing %s (same job)", sh, ppath)
+            data = {**data, "done": 0, "skipped": data["done"] + data["skipped"], "patches": 0, "seconds": 0.0}
+        parts, missing = read_parts(workdir, "heatmaps", "heatmaps", key, sh.count)
+        if missing:
+            log.info("heatmaps shard %s done; waiting for shard(s) %s to merge", sh, ", ".join(map(str, missing)))
+        else:
+            finish_heatmaps(exams_path, exams, meta, [f for part in parts for f in part["failures"]], job.info)
+            log.info("heatmaps shard %s: all %d shards done, exam list merged", sh, sh.count)
+        summary = {**data, "shard": str(sh), "missing_shards": missing}
+    summary["failed"] = len(summary.pop("failures"))
+    return {**summary, "patch_size": job.patch_size, "stride": job.stride, "precision": job.info["precision"]}
 
-    failures: list[dict] = []
-    done = skipped = patches = 0
-    first_call_done = False
-    t0 = time.perf_counter()
-    # PNG decoding of the next images overlaps the model's work on this exam (OpenCV releases the GIL).
-    reader = ThreadPoolExecutor(max_workers=2)
-    decoded = _prefetch(reader, [image_dir / f"{name}.png" for *_, name in images if name in pending], ahead=4)
 
-    def fail(exam, view, index, name, exc) -> None:
-        log.error("exam %s %s %s: %s", exam.get("exam_id"), view, name, exc)
-        failures.append({"exam_id": exam.get("exam_id", ""), "view": view, "name": name, "reason": str(exc)})
-        # Keep the per-image lists aligned: None marks an image without heatmaps.
-        set_image_field(exam, "heatmap_malignant", view, index, None)
-        set_image_field(exam, "heatmap_benign", view, index, None)
-
-    bar = progress(total=len(images), desc="heatmaps", unit="image")
-    with bar:
-        # One exam at a time: the patches of its views share the model's batches.
-        for n_exam, (exam, group) in enumerate(_by_exam(images)):
-            todo = []  # (view, index, name, image)
-            for _, view, index, name in group:
-                if name not in pending:
-                    skipped += 1
-                    continue
-                try:
-                    todo.append((view, index, name, next(decoded).result()))
-                except (MammokitError, OSError) as exc:
-                    if strict:
-                        reader.shutdown(cancel_futures=True)
-                        raise
-                    fail(exam, view, index, name, exc)
-            if todo:
-                try:
-                    args = (todo, workdir, exam.get("horizontal_flip", "NO"))
-                    rest = (patch_size, stride, batch_size, dev, dt, reference_layout, seed)
-                    try:
-                        patches += _exam_heatmaps(*args, model, *rest, static_batch=compile)
-                        first_call_done = True
-                    except (MammokitError, OSError, ValueError):
-                        raise  # the image's problem (or a bug), not the compiler's
-                    except Exception as exc:  # noqa: BLE001 - only a failed automatic compile is caught here
-                        # Compilation happens at the first call; later errors are the job's own.
-                        if not (auto and compile and not first_call_done):
-                            raise
-                        log.warning("torch.compile of the patch classifier failed (%s: %s); continuing eager",
-                                    type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
-                        model, compile = eager_model, False
-                        patches += _exam_heatmaps(*args, model, *rest, static_batch=False)
-                    done += len(todo)
-                except (MammokitError, OSError) as exc:
-                    if strict:
-                        reader.shutdown(cancel_futures=True)
-                        raise
-                    for view, index, name, _ in todo:
-                        fail(exam, view, index, name, exc)
-                    todo = []
-            ok = {name for _, _, name, _ in todo}
-            for _, view, index, name in group:
-                if name in ok or name not in pending:
-                    rel = heatmap_paths(name)
-                    set_image_field(exam, "heatmap_malignant", view, index, rel["malignant"])
-                    set_image_field(exam, "heatmap_benign", view, index, rel["benign"])
-            bar.update(len(group))
-            if (n_exam + 1) % 5 == 0:  # keep the exam list current on long runs
-                save_exams(exams_path, exams, **meta)
-    reader.shutdown()
-    save_exams(exams_path, exams, **meta)
+def finish_heatmaps(exams_path: Path, exams: list[dict], meta: dict, failures: list[dict], info: dict) -> None:
+    """Record every image's heatmap paths (None for the ``failures``) in the exam list, with the
+    job's ``info`` as its ``heatmaps`` entry, and write the failures file (in exam order) when
+    any failed. The same for one process and for the merge of shards."""
+    failures = sorted(failures, key=lambda f: f["position"])  # stable: the order within an exam stays
+    record_heatmap_fields(exams, failures, range(len(exams)))
+    save_exams(exams_path, exams, **{**meta, "heatmaps": info})
+    workdir = exams_path.parent
     if failures:
-        write_csv_atomic(workdir / FAILURES_FILE, failures, ["exam_id", "view", "name", "reason"])
+        write_csv_atomic(workdir / FAILURES_FILE, [{k: f[k] for k in FAILURE_COLUMNS} for f in failures],
+                         FAILURE_COLUMNS)
         log.warning("%d image(s) failed; see %s", len(failures), workdir / FAILURES_FILE)
-    seconds = time.perf_counter() - t0
-    log.info("heatmaps: %d done, %d already there, %d failed, %d patches in %.1f s", done, skipped, len(failures), patches, seconds)
-    return {"done": done, "skipped": skipped, "failed": len(failures), "patches": patches, "seconds": seconds,
-            "patch_size": patch_size, "stride": stride}
 
+
+def record_heatmap_fields(exams: list[dict], failures: list[dict], positions) -> None:
+    """Set the heatmap fields of every image of ``exams`` (``positions[k]``: the job position of
+    ``exams[k]``, as in the failures): the map paths, or None for a failed image."""
+    failed = {(f["position"], f["name"]) for f in failures}
+    for k, exam, group in _exam_groups(exams):
+        _record_exam(exam, group, {name for _, _, _, name in group if (positions[k], name) in failed})
+
+
+def _record_exam(exam: dict, group: list[tuple], failed: set[str]) -> None:
+    """Set the heatmap fields of one exam's images, in image order: None when failed."""
+    for _, view, index, name in group:
+        rel = None if name in failed else heatmap_paths(name)
+        set_image_field(exam, "heatmap_malignant", view, index, rel and rel["malignant"])
+        set_image_field(exam, "heatmap_benign", view, index, rel and rel["benign"])
+
+
+class HeatmapJob:
+    """The settings of one heatmaps job and its loaded patch classifier (:meth:`create`);
+    :meth:`compute` runs it over some of the job's exams."""
+
+    @classmethod
+    def create(cls, workdir, meta, patch_model, stride, batch_size, device, dtype, reference_layout, seed,
+               patch_size, compile, exams, estimate_scale: float = 1.0) -> HeatmapJob:
+        """``exams``: the whole job's exams (the automatic compile decision is the job's);
+        ``estimate_scale`` multiplies their patch estimate when only a part of the job is known
+        (a shard of ``mammokit run``)."""
+        self = cls()
+        self.workdir = Path(workdir)
+        self.image_dir = self.workdir / meta.get("image_dir", "cropped")
+        self.patch_model = patch_model
+        self.reference_layout, self.seed = reference_layout, seed
+        self._init(meta, stride, batch_size, device, dtype, patch_size, compile, exams, estimate_scale)
+        return self
+
+    def key(self, exams: list[dict]) -> str:
+        """The job's fingerprint: settings that change the maps, and the exam list."""
+        return job_key("heatmaps", {**self.info, "patch_model": file_stamp(self.patch_model),
+                                    "reference_layout": self.reference_layout, "compile": bool(self.compile)}, exams)
+
+    def _init(self, meta, stride, batch_size, device, dtype, patch_size, compile, exams, estimate_scale) -> None:
+        workdir, patch_model, exams_path = self.workdir, self.patch_model, self.workdir / "exams.json"
+        dev = resolve_device(device, local_rank())
+        dt = resolve_dtype(dtype, dev, "heatmaps")
+        model, model_meta = load_patch_model(patch_model, device=dev)
+        if batch_size is None:
+            batch_size = default_batch_size(model, dev)
+        self.eager_model = model
+        work_preset = preset_of(meta.get("preset_config")) or preset_of(meta.get("preset"))
+        model_preset = preset_of(model_meta.get("preset"))
+        preset = model_preset or work_preset
+        if preset is None and (patch_size is None or stride is None):
+            raise UsageError(f"{exams_path}: no preset recorded and none in {patch_model}; pass patch_size and stride")
+        if model_preset and work_preset and abs(model_preset.scale - work_preset.scale) > 1e-9:
+            log.warning(
+                "patch model preset %s (scale %g) differs from the work folder's %s (scale %g)",
+                model_preset.name, model_preset.scale, work_preset.name, work_preset.scale,
+            )
+        patch_size = patch_size or preset.patch_size
+        stride = stride or preset.heatmap_stride
+        images = list(iter_images(exams))
+        self.wanted = ["malignant", "benign"] + (["malignant_hdf5", "benign_hdf5"] if self.reference_layout else [])
+        pending = self.pending(images)
+        self.auto = compile == "auto"
+        if self.auto:
+            # Decided on the whole job (every shard decides alike), so sharded maps equal one process'.
+            estimate = int(estimate_scale * sum(_patches_estimate(exam, view, index, patch_size, stride)
+                                                for exam, view, index, name in images if name in pending))
+            compile = should_compile(model, dev, estimate)
+            log.info("heatmaps: ~%d patches to compute: %s", estimate,
+                     "compiling the patch classifier" if compile else "eager")
+        elif compile not in (True, False):
+            raise UsageError(f"compile must be True, False or 'auto', got {compile!r}")
+        if compile:
+            model = compile_patch_model(model, dev)
+        log.info("heatmaps: patch %d, stride %d, batch %d, device %s, precision %s", patch_size, stride, batch_size,
+                 dev, dtype_name(dt))
+        self.model, self.compile, self.dev, self.dt = model, compile, dev, dt
+        self.patch_size, self.stride, self.batch_size = patch_size, stride, batch_size
+        self.info = {"precision": dtype_name(dt), "device": dev.type, "patch_model": Path(patch_model).name,
+                     "patch_size": patch_size, "stride": stride, "seed": self.seed}
+
+    def pending(self, images: list[tuple]) -> set[str]:
+        """Names of the images whose heatmap files are not all there yet."""
+        return {name for *_, name in images
+                if not all((self.workdir / heatmap_paths(name)[k]).is_file() for k in self.wanted)}
+
+    def compute(self, exams: list[dict], positions: list[int], strict: bool, exams_path: Path | None = None,
+                meta: dict | None = None) -> dict[str, Any]:
+        """Write the missing heatmaps of ``exams`` (``positions``: their places in the job's exam
+        list). With ``exams_path``, the exam list is saved every few exams (progress of long
+        single-process runs). Returns ``{"done", "skipped", "patches", "seconds", "failures"}``;
+        each failure ``{"position", "exam_id", "view", "name", "reason"}``."""
+        images = list(iter_images(exams))
+        pending = self.pending(images)
+        model, compile = self.model, self.compile
+        failures: list[dict] = []
+        done = skipped = patches = 0
+        first_call_done = False
+        t0 = time.perf_counter()
+        # PNG decoding of the next images overlaps the model's work on this exam (OpenCV releases the GIL).
+        reader = ThreadPoolExecutor(max_workers=2)
+        decoded = _prefetch(reader, [self.image_dir / f"{name}.png" for *_, name in images if name in pending], ahead=4)
+
+        def fail(position, exam, view, name, exc) -> None:
+            log.error("exam %s %s %s: %s", exam.get("exam_id"), view, name, exc)
+            failures.append({"position": position, "exam_id": exam.get("exam_id", ""), "view": view, "name": name,
+                             "reason": str(exc)})
+
+        bar = progress(total=len(images), desc="heatmaps", unit="image")
+        with bar:
+            # One exam at a time: the patches of its views share the model's batches.
+            for n_exam, exam, group in _exam_groups(exams):
+                position = positions[n_exam]
+                todo = []  # (view, index, name, image)
+                failed: set[str] = set()
+                for _, view, index, name in group:
+                    if name not in pending:
+                        skipped += 1
+                        continue
+                    try:
+                        todo.append((view, index, name, next(decoded).result()))
+                    except (MammokitError, OSError) as exc:
+                        if strict:
+                            reader.shutdown(cancel_futures=True)
+                            raise
+                        fail(position, exam, view, name, exc)
+                        failed.add(name)
+                if todo:
+                    try:
+                        args = (todo, self.workdir, exam.get("horizontal_flip", "NO"))
+                        rest = (self.patch_size, self.stride, self.batch_size, self.dev, self.dt,
+                                self.reference_layout, self.seed)
+                        try:
+                            patches += _exam_heatmaps(*args, model, *rest, static_batch=compile)
+                            first_call_done = True
+                        except (MammokitError, OSError, ValueError):
+                            raise  # the image's problem (or a bug), not the compiler's
+                        except Exception as exc:  # noqa: BLE001 - only a failed automatic compile is caught here
+                            # Compilation happens at the first call; later errors are the job's own.
+                            if not (self.auto and compile and not first_call_done):
+                                raise
+                            log.warning("torch.compile of the patch classifier failed (%s: %s); continuing eager",
+                                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+                            model, compile = self.eager_model, False
+                            self.model, self.compile = model, compile
+                            patches += _exam_heatmaps(*args, model, *rest, static_batch=False)
+                        done += len(todo)
+                    except (MammokitError, OSError) as exc:
+                        if strict:
+                            reader.shutdown(cancel_futures=True)
+                            raise
+                        for view, _, name, _ in todo:
+                            fail(position, exam, view, name, exc)
+                            failed.add(name)
+                bar.update(len(group))
+                if exams_path is not None:
+                    _record_exam(exam, group, failed)
+                    if (n_exam + 1) % 5 == 0:  # keep the exam list current on long runs
+                        save_exams(exams_path, exams, **(meta or {}))
+        reader.shutdown()
+        seconds = time.perf_counter() - t0
+        log.info("heatmaps: %d done, %d already there, %d failed, %d patches in %.1f s", done, skipped, len(failures),
+                 patches, seconds)
+        return {"done": done, "skipped": skipped, "patches": patches, "seconds": seconds, "failures": failures}
 
 def _prefetch(pool: ThreadPoolExecutor, paths: list[Path], ahead: int):
     """Futures of ``read_image(path)`` in order, keeping ``ahead`` reads in flight."""
@@ -260,16 +382,11 @@ def _patches_estimate(exam: dict, view: str, index: int, patch_size: int, stride
         return 0
 
 
-def _by_exam(images: list[tuple]):
-    """``(exam, [(exam, view, index, name), ...])`` runs of :func:`iter_images` output."""
-    group: list[tuple] = []
-    for item in images:
-        if group and item[0] is not group[0][0]:
-            yield group[0][0], group
-            group = []
-        group.append(item)
-    if group:
-        yield group[0][0], group
+def _exam_groups(exams: list[dict]):
+    """``(k, exam, [(exam, view, index, name), ...])`` for every exam (an exam without images has
+    an empty group)."""
+    for k, exam in enumerate(exams):
+        yield k, exam, list(iter_images([exam]))
 
 
 def _exam_heatmaps(

@@ -23,7 +23,13 @@ whose images cannot be read are listed in ``<output stem>.skipped.csv`` with the
 ``strict=True`` the first such exam is an error instead.
 
 On CUDA the default is bf16 autocast with channels_last tensors (``dtype="fp32"`` switches it
-off); on the CPU fp32.
+off); on the CPU bf16 autocast where the CPU has bf16 hardware (AMX or AVX512-BF16), else fp32
+(:func:`mammokit.utils.device.resolve_dtype`). The precision used is logged and recorded in
+``<output stem>.meta.json`` beside the predictions.
+
+Many processes: ``shard="i/N"`` (or torchrun's ``RANK``/``WORLD_SIZE``) scores only the exams of
+that shard and writes them to a part file; the shard that completes the set writes the same
+predictions, skipped list and metadata files a single process writes (:mod:`mammokit.utils.shard`).
 """
 
 from __future__ import annotations
@@ -44,13 +50,26 @@ from mammokit.utils.device import autocast, dtype_name, resolve_device, resolve_
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.log import get_logger, progress
 from mammokit.utils.seed import derive_seed
+from mammokit.utils.shard import (
+    Shard,
+    file_stamp,
+    job_key,
+    local_rank,
+    part_path,
+    read_part,
+    read_parts,
+    resolve_shard,
+    shard_positions,
+    write_part,
+)
 
 if TYPE_CHECKING:
     import torch
 
 log = get_logger(__name__)
 
-__all__ = ["PredictResult", "predict", "predict_exams", "LoadedModel", "load_models", "skipped_path"]
+__all__ = ["PredictResult", "predict", "predict_exams", "LoadedModel", "load_models", "skipped_path", "meta_path",
+           "write_predictions", "prediction_meta"]
 
 EXAMS_FILE = "exams.json"
 
@@ -69,8 +88,12 @@ class PredictResult:
             NaN for a breast of an exam with no view of that breast.
         views: per scored exam, the views its prediction used (``"L-CC;R-CC;L-MLO;R-MLO"``).
         skipped: ``[(exam_id, reason)]`` of exams that could not be scored.
-        output, skipped_output: files written (``None`` without ``output``).
+        output, skipped_output: files written (``None`` without ``output``, and for a shard
+            until the shard that completes the job has merged them).
         seconds: wall time of the scoring loop.
+        positions, skipped_positions: index in the scored exam list of each scored / skipped exam.
+        shard: the shard this result covers (None: the whole job); ``missing_shards``: shards
+            whose part was not finished when this one ended (empty once merged).
     """
 
     exam_ids: list[str]
@@ -80,6 +103,10 @@ class PredictResult:
     output: Path | None = None
     skipped_output: Path | None = None
     seconds: float = 0.0
+    positions: list[int] = field(default_factory=list)
+    skipped_positions: list[int] = field(default_factory=list)
+    shard: Shard | None = None
+    missing_shards: list[int] = field(default_factory=list)
 
     def as_rows(self) -> list[dict[str, Any]]:
         """CSV rows: ``exam_id``, the four label columns (4 decimals; empty for a breast without
@@ -104,6 +131,64 @@ def skipped_path(output: str | Path) -> Path:
     """``predictions.csv`` -> ``predictions.skipped.csv``."""
     output = Path(output)
     return output.with_name(f"{output.stem}.skipped.csv")
+
+
+def meta_path(output: str | Path) -> Path:
+    """``predictions.csv`` -> ``predictions.meta.json`` (precision, device, models, TTA...)."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.meta.json")
+
+
+def prediction_meta(model_paths: Sequence[str | Path], tta: int, seed: int, device, dtype, preset: Preset,
+                    split: str | None) -> dict[str, Any]:
+    """What a predictions file was made with (its ``.meta.json``): the same for one process and
+    for any number of shards."""
+    import torch
+
+    from mammokit import __version__
+
+    return {"mammokit": __version__, "precision": dtype_name(dtype), "device": torch.device(device).type,
+            "models": [str(p) for p in model_paths], "tta": tta, "seed": seed, "preset": preset.name,
+            "split": split}
+
+
+def write_predictions(result: PredictResult, output: str | Path, meta: dict[str, Any]) -> None:
+    """Write the predictions CSV, ``<stem>.skipped.csv`` and ``<stem>.meta.json`` atomically."""
+    from mammokit.utils.io import write_json_atomic
+
+    result.output = Path(output)
+    write_csv_atomic(result.output, result.as_rows(), ["exam_id", *LABEL_COLUMNS, "views"])
+    result.skipped_output = skipped_path(output)
+    write_csv_atomic(
+        result.skipped_output, [{"exam_id": e, "reason": r} for e, r in result.skipped], ["exam_id", "reason"]
+    )
+    write_json_atomic(meta_path(output), {**meta, "exams": len(result.exam_ids), "skipped": len(result.skipped)})
+
+
+def result_part(result: PredictResult, positions: Sequence[int]) -> dict[str, Any]:
+    """A shard's result as JSON-ready part data, positions mapped to the whole job's exam list
+    (``positions[k]`` = job position of the shard's k-th exam). Floats keep every bit."""
+    return {
+        "scored": [[positions[k], e, [float(x) for x in p], v] for k, e, p, v in
+                   zip(result.positions, result.exam_ids, result.probabilities, result.views)],
+        "skipped": [[positions[k], e, r] for k, (e, r) in zip(result.skipped_positions, result.skipped)],
+        "seconds": result.seconds,
+    }
+
+
+def result_from_parts(parts: Sequence[dict[str, Any]]) -> PredictResult:
+    """The :class:`PredictResult` of the exams of ``parts``, in job order."""
+    scored = sorted((tuple(x) for part in parts for x in part["scored"]), key=lambda x: x[0])
+    skipped = sorted((tuple(x) for part in parts for x in part["skipped"]), key=lambda x: x[0])
+    return PredictResult(
+        exam_ids=[x[1] for x in scored],
+        probabilities=np.array([x[2] for x in scored], dtype=np.float64).reshape(-1, len(LABEL_COLUMNS)),
+        views=[x[3] for x in scored],
+        skipped=[(x[1], x[2]) for x in skipped],
+        seconds=sum(float(part.get("seconds", 0.0)) for part in parts),
+        positions=[x[0] for x in scored],
+        skipped_positions=[x[0] for x in skipped],
+    )
 
 
 def load_models(model_paths: Sequence[str | Path], device) -> list[LoadedModel]:
@@ -220,12 +305,14 @@ def predict_exams(
         workers = min(8, os.cpu_count() or 1)
 
     ids, probs, used, skipped = [], [], [], []
+    at, skipped_at = [], []
 
     def skip(exam_id: str, reason: str) -> None:
         if strict:
             raise PredictError(f"{workdir}: exam {exam_id}: {reason}")
         log.warning("exam %s skipped: %s", exam_id, reason)
         skipped.append((exam_id, reason))
+        skipped_at.append(i)
 
     start = time.perf_counter()
     # Decoding (cv2 releases the GIL) runs ahead on threads while the device computes.
@@ -280,6 +367,7 @@ def predict_exams(
                             ", ".join(v for v in VIEWS if v not in present), ", ".join(present),
                             f"; no prediction for the {' and '.join(no_breast)} breast" if no_breast else "")
             ids.append(exam_id)
+            at.append(i)
             probs.append(p)
             used.append(";".join(present))
         bar.close()
@@ -289,6 +377,8 @@ def predict_exams(
         views=used,
         skipped=skipped,
         seconds=time.perf_counter() - start,
+        positions=at,
+        skipped_positions=skipped_at,
     )
 
 
@@ -304,6 +394,7 @@ def predict(
     strict: bool = False,
     workers: int | None = None,
     split: str | None = None,
+    shard: str | Shard | None = None,
 ) -> PredictResult:
     """Predict the four breast-level probabilities of every exam of a work folder.
 
@@ -314,12 +405,16 @@ def predict(
         tta: random windows per exam (paper: 10); 0 = the deterministic window at best_center.
         seed: TTA seed (each exam's stream is derived from it and the exam id).
         device: ``auto`` | ``cpu`` | ``cuda`` (``cuda:1``...).
-        dtype: ``auto`` (bf16 autocast on CUDA, fp32 on CPU) | ``fp32`` | ``bf16``.
+        dtype: ``auto`` (bf16 autocast on CUDA and on CPUs with bf16 hardware, else fp32) |
+            ``fp32`` | ``bf16``.
         batch_size: most TTA draws per forward (default: all draws of an exam in one batch).
-        output: predictions CSV to write (atomically), plus ``<stem>.skipped.csv``.
+        output: predictions CSV to write (atomically), plus ``<stem>.skipped.csv`` and
+            ``<stem>.meta.json``.
         strict: an exam that cannot be scored is an error instead of a skipped row.
         workers: image-decoding threads (default min(8, CPU count)); results do not depend on it.
         split: score only the exams whose ``split`` (from the manifest) equals this, e.g. "test".
+        shard: ``"i/N"``: score only shard i of N (see the module docstring; needs ``output``);
+            None: the whole job, or this rank's shard when launched by torchrun.
 
     Returns:
         :class:`PredictResult`.
@@ -337,8 +432,12 @@ def predict(
         if not exams:
             raise PredictError(f"{workdir / EXAMS_FILE}: no exam has split == {split!r}")
     preset = workdir_preset(meta, workdir / EXAMS_FILE)
-    dev = resolve_device(device)
+    sh = resolve_shard(shard)
+    if sh is not None and output is None:
+        raise UsageError("a sharded predict needs an output file (its parts are written beside it)")
+    dev = resolve_device(device, local_rank())
     dt = resolve_dtype(dtype, dev, "models")
+    info = prediction_meta(model_paths, tta, seed, dev, dt, preset, split)
     models = load_models(model_paths, dev)
     _check_model_presets(models, preset)
     if any(m.in_channels == 3 for m in models) and exams and not any(e.get("heatmap_malignant") for e in exams):
@@ -348,24 +447,56 @@ def predict(
             f"run `mammokit heatmaps {workdir} --patch-model PATCH_MODEL` first"
         )
     log.info(
-        "predict: %d exams, %d model(s), tta %d, seed %d, device %s, %s, preset %s",
-        len(exams), len(models), tta, seed, dev, dtype_name(dt), preset.name,
+        "predict: %d exams%s, %d model(s), tta %d, seed %d, device %s, precision %s, preset %s",
+        len(exams), f" (shard {sh})" if sh else "", len(models), tta, seed, dev, dtype_name(dt), preset.name,
     )
-    result = predict_exams(
-        workdir, exams, models, preset, tta=tta, seed=seed, device=dev, dtype=dt, batch_size=batch_size,
-        strict=strict, image_dir=meta.get("image_dir", "cropped"), workers=workers,
-    )
-    if output is not None:
-        result.output = Path(output)
-        write_csv_atomic(result.output, result.as_rows(), ["exam_id", *LABEL_COLUMNS, "views"])
-        result.skipped_output = skipped_path(output)
-        write_csv_atomic(
-            result.skipped_output, [{"exam_id": e, "reason": r} for e, r in result.skipped], ["exam_id", "reason"]
+
+    def score(records: list[dict]) -> PredictResult:
+        return predict_exams(
+            workdir, records, models, preset, tta=tta, seed=seed, device=dev, dtype=dt, batch_size=batch_size,
+            strict=strict, image_dir=meta.get("image_dir", "cropped"), workers=workers,
         )
+
+    if sh is not None:
+        key = job_key("predict", {"models": [file_stamp(p) for p in model_paths], **info,
+                                  "workdir": str(workdir.resolve())}, exams)
+        result = run_shard(Path(output).parent, Path(output).name, "predict", key, sh, exams, score,
+                           lambda merged: write_predictions(merged, output, info))
+    else:
+        result = score(exams)
+        if output is not None:
+            write_predictions(result, output, info)
     n = len(result.exam_ids)
     log.info(
         "predict: %d scored, %d skipped in %.1f s (%.3f s/exam)%s",
         n, len(result.skipped), result.seconds, result.seconds / max(n, 1),
         f"; wrote {result.output}" if result.output else "",
     )
+    return result
+
+
+def run_shard(folder: Path, stem: str, stage: str, key: str, sh: Shard, exams: list[dict], score, write) -> PredictResult:
+    """One shard of a predictions job: score the shard's exams with ``score(records)`` (unless
+    its part of this job is already there), write the part, and, when every part is there,
+    ``write(merged_result)``. Returns the shard's result (``output`` set when it merged)."""
+    ids = [str(e.get("exam_id")) for e in exams]
+    positions = shard_positions(ids, sh)
+    ppath = part_path(folder, stem, sh)
+    data = read_part(ppath, stage, key, sh)
+    if data is None:
+        data = result_part(score([exams[i] for i in positions]), positions)
+        write_part(ppath, stage, key, sh, data)
+    else:
+        log.info("%s shard %s: reusing %s (same job)", stage, sh, ppath)
+    result = result_from_parts([data])
+    result.shard = sh
+    parts, missing = read_parts(folder, stem, stage, key, sh.count)
+    result.missing_shards = missing
+    if missing:
+        log.info("%s shard %s done; waiting for shard(s) %s to merge", stage, sh, ", ".join(map(str, missing)))
+    else:
+        merged = result_from_parts(parts)
+        write(merged)
+        result.output, result.skipped_output = merged.output, merged.skipped_output
+        log.info("%s shard %s: all %d shards done, merged %d exams", stage, sh, sh.count, len(merged.exam_ids))
     return result

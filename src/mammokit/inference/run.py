@@ -8,7 +8,15 @@ an interruption redoes only what is missing:
 2. heatmaps (:func:`mammokit.inference.heatmaps.make_heatmaps`), only when a model takes image +
    heatmaps inputs (a patch model is then required);
 3. predict (:func:`mammokit.inference.predict.predict`) into ``OUT/predictions.csv`` (+
-   ``OUT/predictions.skipped.csv``).
+   ``OUT/predictions.skipped.csv``, ``OUT/predictions.meta.json``).
+
+Many processes (``shard="i/N"``, ``--shard i/N``, or one shard per rank under torchrun): a shard
+runs the three stages on its own exams only (split by :mod:`mammokit.utils.shard`): it writes
+their cropped images, sidecars and heatmaps as one process would, and their exam records,
+failures and predictions to ``OUT/.shards/run.shard-i-of-N.json``. The shard that completes the
+set writes ``exams.json``, the failures files and the predictions files, the same bytes as one
+process. A re-run reuses finished parts (same manifest, models and settings) and within an
+unfinished shard every finished image.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from mammokit.config import Preset
 from mammokit.errors import MissingFileError, UsageError
 from mammokit.inference.predict import PredictResult, predict
 from mammokit.utils.log import get_logger
+from mammokit.utils.shard import Shard, file_stamp, job_key, resolve_shard
 
 log = get_logger(__name__)
 
@@ -73,6 +82,7 @@ def run(
     strict: bool = False,
     heatmap_dtype: str = "auto",
     heatmap_batch_size: int | None = None,
+    shard: str | Shard | None = None,
 ) -> RunResult:
     """Every stage from a manifest of raw images to ``OUT/predictions.csv``.
 
@@ -93,6 +103,8 @@ def run(
             because the heatmaps take less rounding: ``auto`` is fp16 on CUDA (within 1e-3 of
             fp32), where the models' ``auto`` is bf16.
         strict: make the first bad image / exam fatal instead of reporting and skipping it.
+        shard: ``"i/N"``: run shard i of N (see the module docstring); None: the whole job, or
+            this rank's shard under torchrun.
     """
     from mammokit.preprocess.pipeline import preprocess
 
@@ -108,6 +120,16 @@ def run(
             f"{', '.join(need)} take image + heatmaps inputs: give the patch classifier with --patch-model"
         )
     # Checked before the long stages so a typo fails in seconds, not after preprocessing.
+    sh = resolve_shard(shard)
+    if sh is not None:
+        from mammokit.inference.run_shard import run_shard
+
+        settings = {"models": [file_stamp(m) for m in models], "patch_model": patch_model and file_stamp(patch_model),
+                    "preset": str(getattr(preset, "name", preset)), "tta": tta, "seed": seed, "device": device,
+                    "dtype": dtype, "heatmap_dtype": heatmap_dtype, "strict": strict}
+        prep, heat, result = run_shard(sh, manifest, out, list(models), patch_model, need, preset, tta, seed, workers,
+                                       device, dtype, batch_size, strict, heatmap_dtype, heatmap_batch_size, settings)
+        return RunResult(workdir=out, preprocess=prep, heatmaps=heat, predictions=result)
     log.info("run: stage 1/3 preprocess %s -> %s", manifest, out)
     prep = preprocess(manifest, out, preset=preset, workers=workers, strict=strict)
     heat = None

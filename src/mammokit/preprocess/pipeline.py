@@ -105,6 +105,7 @@ class PreprocessReport:
     failures: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    exams: list[dict] | None = None  # the exam records written (or, with write=False, to write)
 
     @property
     def n_ok(self) -> int:
@@ -270,6 +271,7 @@ def preprocess_exams(
     background_threshold: int = 0,
     resume: bool = True,
     meta: dict[str, Any] | None = None,
+    write: bool = True,
 ) -> PreprocessReport:
     """Preprocess exam records that carry ``source_paths`` (see :mod:`mammokit.data.examlist`).
 
@@ -282,6 +284,8 @@ def preprocess_exams(
         background_threshold: pixels <= this value are background (reference: 0).
         resume: reuse images finished by an earlier run with the same settings.
         meta: extra top-level keys for ``exams.json``.
+        write: write ``exams.json`` and the failures file; False leaves them to the caller
+            (``report.exams``; :func:`write_outputs`), as one shard of a sharded run does.
 
     Returns:
         :class:`PreprocessReport`; ``exams.json`` and ``preprocess_failures.csv`` are written.
@@ -340,16 +344,25 @@ def preprocess_exams(
             pool.terminate()
             pool.join()
 
-    out_exams = _assemble(exams, jobs, results)
-    save_exams(
-        report.exams_path, out_exams,
-        preset=preset.name, preset_config=preset.to_dict(), image_dir=IMAGE_DIR,
-        background_threshold=int(background_threshold), **(meta or {}),
-    )
-    write_csv_atomic(report.failures_path, report.failures, FAILURE_COLUMNS)
+    report.exams = _assemble(exams, jobs, results)
+    if write:
+        write_outputs(workdir, report.exams, report.failures, exams_meta(preset, background_threshold, meta))
     report.seconds = time.perf_counter() - start
     log.info("%s", report.summary())
     return report
+
+
+def exams_meta(preset: Preset, background_threshold: int, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The top-level keys of the ``exams.json`` preprocessing writes."""
+    return {"preset": preset.name, "preset_config": preset.to_dict(), "image_dir": IMAGE_DIR,
+            "background_threshold": int(background_threshold), **(meta or {})}
+
+
+def write_outputs(workdir: str | os.PathLike, exams: list[dict], failures: list[dict], meta: dict[str, Any]) -> None:
+    """Write ``exams.json`` (``meta`` from :func:`exams_meta`) and the failures file."""
+    workdir = Path(workdir)
+    save_exams(workdir / EXAMS_FILE, exams, **meta)
+    write_csv_atomic(workdir / FAILURES_FILE, failures, FAILURE_COLUMNS)
 
 
 def _assemble(exams: Sequence[dict], jobs: list[_Job], results: list[dict]) -> list[dict]:

@@ -9,16 +9,17 @@ Precision has a default per *purpose*, because the stages differ in how much rou
 ============  ==============================  ===========================================
 purpose       CUDA ``auto``                   CPU ``auto``
 ============  ==============================  ===========================================
-heatmaps      fp16 (overflow-guarded)         fp32
-models        bf16 autocast                   fp32
+heatmaps      fp16 (overflow-guarded)         bf16 autocast with bf16 hardware, else fp32
+models        bf16 autocast                   bf16 autocast with bf16 hardware, else fp32
 training      bf16 autocast                   fp32
 ============  ==============================  ===========================================
 
 Heatmaps default to fp16 on CUDA, not bf16: with a trained DenseNet-121 on an H100 the heatmaps
 differ from fp32 by 7e-4 in fp16 and 1.35e-2 in bf16 (over the documented 0.01 bound;
 benchmarks/README.md). On the CPU reduced precision is only worth it with bf16 hardware (AMX or
-AVX512-BF16, :func:`cpu_has_fast_bf16`); without it bf16 is emulated and measured 8x slower, so
-``auto`` stays fp32 there.
+AVX512-BF16, detected at run time by :func:`cpu_has_fast_bf16`); without it (e.g. an AVX2-only
+AMD Zen 3) bf16 has no hardware path and is several times slower than fp32
+(benchmarks/README.md, "CPU precision"), so ``auto`` is fp32 there.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "dtype_name",
     "autocast",
     "cpu_has_fast_bf16",
+    "cpuinfo_has_bf16",
     "device_description",
 ]
 
@@ -47,6 +49,8 @@ DTYPE_NAMES: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 PURPOSES: tuple[str, ...] = ("heatmaps", "models", "training")
 _CUDA_AUTO = {"heatmaps": "fp16", "models": "bf16", "training": "bf16"}
+# Inference only: training on a CPU is for small checks, where fp32 is the reference.
+_CPU_BF16_PURPOSES = ("heatmaps", "models")
 
 
 def resolve_device(device: str | torch.device | None = "auto", local_rank: int = 0) -> torch.device:
@@ -91,6 +95,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, purpose
     if dtype is None or dtype == "auto":
         if torch.device(device).type == "cuda":
             return table[_CUDA_AUTO[purpose]]
+        if purpose in _CPU_BF16_PURPOSES and cpu_has_fast_bf16():
+            return torch.bfloat16
         return torch.float32
     name = _ALIASES.get(str(dtype), str(dtype))
     if name not in table:
@@ -123,10 +129,9 @@ def cpu_has_fast_bf16() -> bool:
     flags (Linux ``/proc/cpuinfo``) or, elsewhere, torch's reported CPU capability."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"amx_bf16", "avx512_bf16"} & flags)
+            found = cpuinfo_has_bf16(f.read())
+        if found is not None:
+            return found
     except OSError:
         pass
     try:
@@ -135,6 +140,15 @@ def cpu_has_fast_bf16() -> bool:
         return "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()
     except Exception:  # noqa: BLE001 - capability probing must never fail a job
         return False
+
+
+def cpuinfo_has_bf16(cpuinfo: str) -> bool | None:
+    """Whether the first ``flags`` line of a ``/proc/cpuinfo`` text lists ``amx_bf16`` or
+    ``avx512_bf16``; None when it has no flags line."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return bool({"amx_bf16", "avx512_bf16"} & set(line.split(":", 1)[1].split()))
+    return None
 
 
 def device_description(device: torch.device) -> str:
