@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Each creates .venv when missing and
-# installs the project with its dev extras (a stamp file makes the second run instant).
+# installs the project with its dev extras (a stamp file makes the second run instant). As root,
+# the setup also apt-installs the Debian programs the serve tests use (scripts/install-system-deps.sh).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,8 @@ PYTEST_ARGS ?=
 
 .PHONY: setup demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install-system-deps.sh
+	@sh scripts/install-system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
 	@$(BIN)/python -m pip install -q -e '.[dev]'
