@@ -189,7 +189,7 @@ class PatchTrainConfig(_ConfigMixin):
     val_patches_per_class: int = 128
     lesion_fraction: float = 0.1
     min_tissue_fraction: float = 0.5
-    hard_negative_fraction: float = 0.5
+    hard_negative_fraction: float = 0.0
     normal_ratio: float = 1.0
     batch_size: int = 32
     lr: float = 1e-4

@@ -112,6 +112,7 @@ def patch_stage(work: Path, data: Path, run: Path, s: DemoSettings, seed: int, d
         result = train_patch(
             work, data / "masks", data / "labels.csv", run, epochs=s.patch_epochs, patches_per_class=s.patch_per_class,
             lr=s.patch_lr, patience=max(s.patch_epochs, 1), seed=seed, device=device,
+            hard_negative_fraction=s.hard_negative_fraction,
         )
     mark_done(run, {"stage": "patch"}, best_score=result.get("best_score"), best_epoch=result.get("best_epoch"))
     return result["checkpoint"]
