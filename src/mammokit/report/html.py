@@ -229,6 +229,7 @@ def write_report(
     eval_dir: str | os.PathLike | None = None,
     max_exams: int = 50,
     image_height: int = 260,
+    sections: list[tuple[str, str]] | None = None,
 ) -> Path:
     """Write the HTML report (atomically) and return its path.
 
@@ -240,6 +241,8 @@ def write_report(
         max_exams: exams shown (the first ones of exams.json; with predictions, the highest
             malignancy scores first, so the page shows the cases to look at).
         image_height: height in pixels of each view on the page.
+        sections: extra ``(title, plain text)`` sections shown before the evaluation (the demo's
+            claims and heatmap localisation); the text is escaped and shown preformatted.
     """
     from mammokit.data.examlist import load_exams
     from mammokit.evaluation.tables_io import read_labels, read_predictions
@@ -268,6 +271,8 @@ def write_report(
         f"<p>Work folder: <code>{html.escape(str(workdir))}</code>; {len(exams)} exams, {len(shown)} shown"
         + (" (highest malignancy scores first)" if preds else "") + ".</p>",
     ]
+    for title, text in sections or []:
+        body += [f"<h2>{html.escape(title)}</h2>", f"<pre>{html.escape(text)}</pre>"]
     if eval_dir is not None:
         body += ["<h2>Evaluation</h2>", _eval_section(Path(eval_dir))]
     body.append("<h2>Exams</h2>")

@@ -200,6 +200,9 @@ class PatchTrainConfig(_ConfigMixin):
             region (the middle half in each direction) is malignant (benign) mask.
         min_tissue_fraction: patches with less breast tissue (non-zero pixels) are background
             and rejected.
+        hard_negative_fraction: share of the normal patches centred on dense tissue (hard
+            negatives; see :mod:`mammokit.training.patches`).
+        normal_ratio: normal patches per epoch = ``normal_ratio * patches_per_class``.
         batch_size, lr, weight_decay, epochs, patience, seed, device, amp, channels_last,
         val_fraction: as in :class:`TrainConfig`.
     """
@@ -215,6 +218,8 @@ class PatchTrainConfig(_ConfigMixin):
     val_patches_per_class: int = 128
     lesion_fraction: float = 0.1
     min_tissue_fraction: float = 0.5
+    hard_negative_fraction: float = 0.0
+    normal_ratio: float = 1.0
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = PAPER_L2
@@ -239,6 +244,10 @@ class PatchTrainConfig(_ConfigMixin):
             raise UsageError(f"lesion_fraction must be in (0, 1], got {self.lesion_fraction}")
         if not 0 <= self.min_tissue_fraction <= 1:
             raise UsageError(f"min_tissue_fraction must be in [0, 1], got {self.min_tissue_fraction}")
+        if not 0 <= self.hard_negative_fraction <= 1:
+            raise UsageError(f"hard_negative_fraction must be in [0, 1], got {self.hard_negative_fraction}")
+        if not 0 < self.normal_ratio <= 10:
+            raise UsageError(f"normal_ratio must be in (0, 10], got {self.normal_ratio}")
         if self.patch_size is not None and self.patch_size < 8:
             raise UsageError(f"patch_size must be >= 8, got {self.patch_size}")
         self.workdir, self.masks_dir, self.labels, self.out = map(

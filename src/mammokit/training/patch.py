@@ -213,7 +213,7 @@ def train_patch_config(config: PatchTrainConfig, resume: bool = False) -> dict[s
                                              "train_images": len(train_images), "val_images": len(val_images),
                                              "model_args": model_args, "classes": list(CLASS_NAMES)})
     val_items = sample_patches(val_images, config.val_patches_per_class, size, rng_for(config.seed, "val-patches"),
-                               config.lesion_fraction, config.min_tissue_fraction)
+                               config.lesion_fraction, config.min_tissue_fraction, config.hard_negative_fraction)
     if len({it[3] for it in val_items}) < 2:
         raise InputFileError("validation images give patches of fewer than two classes: AUC undefined (check the masks)")
 
@@ -254,7 +254,8 @@ class _PatchHooks:
     def begin_epoch(self, epoch: int, start_step: int) -> int:
         c = self.config
         self.items = sample_patches(self.train_images, c.patches_per_class, self.size, rng_for(c.seed, "patches", epoch),
-                                    c.lesion_fraction, c.min_tissue_fraction)
+                                    c.lesion_fraction, c.min_tissue_fraction, c.hard_negative_fraction,
+                                    c.normal_ratio)
         return len(batches(self.items, c.batch_size))
 
     def train_epoch(self, epoch: int, start_step: int, accum: dict, on_step) -> dict:
