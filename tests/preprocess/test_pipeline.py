@@ -149,3 +149,16 @@ def test_cli(dataset, tmp_path, capsys):
     assert main(["preprocess", str(dataset / "manifest.csv"), "--out", str(work), "--preset", PRESET, "--strict", "--no-resume"]) == 2
     assert "B_R-CC.png" in capsys.readouterr().err
     assert main(["preprocess", str(tmp_path / "missing.csv"), "--out", str(work)]) == 2
+
+
+def test_mask_paths_stay_aligned_with_the_kept_images(dataset, tmp_path):
+    text = (dataset / "manifest.csv").read_text().splitlines()
+    rows = [text[0] + ",mask_malignant"] + [line + (f",m/{i}.png" if line.startswith("B,") else ",") for i, line in enumerate(text[1:])]
+    (dataset / "manifest.csv").write_text("\n".join(rows) + "\n")
+    preprocess(dataset / "manifest.csv", tmp_path / "work", preset=PRESET)
+    exams, _ = load_exams(tmp_path / "work" / "exams.json")
+    b = next(e for e in exams if e["exam_id"] == "B")
+    # B_R-CC (not an image) and B_L-MLO (all background) failed: only B_L-CC and its mask remain.
+    assert b["L-CC"] == ["B_L_CC"] and b["R-CC"] == [] and b["L-MLO"] == []
+    assert b["mask_malignant"] == {"L-CC": [str(dataset / "m" / "4.png")], "R-CC": [], "L-MLO": [], "R-MLO": []}
+    assert b["source_shape"]["L-CC"] == [[H, W]]

@@ -49,7 +49,9 @@ HEATMAP_FIELDS = ("heatmap_malignant", "heatmap_benign")
 SOURCE_SHAPE_FIELD = "source_shape"
 """Per image, ``[H, W]`` of the original (uncropped) image, recorded by preprocessing: with
 ``window_location`` it maps original-image coordinates (lesion masks, boxes) into the crop."""
-PER_IMAGE_FIELDS = GEOMETRY_FIELDS + HEATMAP_FIELDS + ("source_paths", SOURCE_SHAPE_FIELD)
+MASK_FIELDS = ("mask_malignant", "mask_benign")
+"""Per image, the lesion mask path the manifest gave (or None)."""
+PER_IMAGE_FIELDS = GEOMETRY_FIELDS + HEATMAP_FIELDS + ("source_paths", SOURCE_SHAPE_FIELD) + MASK_FIELDS
 REFERENCE_EXAM_KEYS = ("horizontal_flip",) + VIEWS + GEOMETRY_FIELDS
 
 

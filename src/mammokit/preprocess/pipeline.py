@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from mammokit.config import VIEWS, Preset, get_preset
-from mammokit.data.examlist import GEOMETRY_FIELDS, HEATMAP_FIELDS, SOURCE_SHAPE_FIELD, save_exams
+from mammokit.data.examlist import GEOMETRY_FIELDS, HEATMAP_FIELDS, MASK_FIELDS, SOURCE_SHAPE_FIELD, save_exams
 from mammokit.errors import InputFileError, UsageError
 from mammokit.preprocess.center import optimal_center
 from mammokit.preprocess.crop import CropError, crop_mammogram
@@ -401,19 +401,25 @@ def _assemble(exams: Sequence[dict], jobs: list[_Job], results: list[dict]) -> l
             record.pop(key, None)
         sources = record.get("source_paths") or {}
         kept_sources: dict[str, list] = {view: [] for view in VIEWS}
+        masks = {key: record[key] for key in MASK_FIELDS if isinstance(record.get(key), dict)}
+        kept_masks: dict[str, dict[str, list]] = {key: {view: [] for view in VIEWS} for key in masks}
         geometry = {key: {view: [] for view in VIEWS} for key in GEOMETRY_FIELDS + (SOURCE_SHAPE_FIELD,)}
         for view in VIEWS:
             names = []
-            for name, source in zip(exam.get(view, []), sources.get(view, [])):
+            for k, (name, source) in enumerate(zip(exam.get(view, []), sources.get(view, []))):
                 result = by_name[name]
                 if "error" in result:
                     continue
                 names.append(name)
                 kept_sources[view].append(source)
+                for key, per_view in masks.items():
+                    values = per_view.get(view) or []
+                    kept_masks[key][view].append(values[k] if k < len(values) else None)
                 for key in geometry:
                     geometry[key][view].append(result["geometry"][key])
             record[view] = names
         record["source_paths"] = kept_sources
+        record.update(kept_masks)
         record.update(geometry)
         out.append(record)
     return out
