@@ -119,6 +119,8 @@ class DicomInfo:
     patient_orientation: list[str] = field(default_factory=list)
     field_of_view_horizontal_flip: str | None = None
     mirrored: bool | None = None
+    accession_number: str | None = None
+    study_date: str | None = None
 
     @property
     def view_name(self) -> str | None:
@@ -278,6 +280,8 @@ def read_dicom_info(path: str | os.PathLike) -> DicomInfo:
         patient_orientation=orientation,
         field_of_view_horizontal_flip=_str_or_none(ds.get("FieldOfViewHorizontalFlip")),
         mirrored=_mirroring_hint(laterality, orientation),
+        accession_number=_str_or_none(ds.get("AccessionNumber")),
+        study_date=_str_or_none(ds.get("StudyDate")),
     )
 
 
