@@ -12,12 +12,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from mammokit.errors import InputFileError, UsageError
+from pathlib import Path
+
+from mammokit.errors import InputFileError, MissingFileError, UsageError
 from mammokit.views import VIEWS, view_kind
 
 __all__ = [
     "VIEWS", "LABEL_COLUMNS", "Preset", "PRESETS", "scaled_preset", "preset_from_dict", "preset_of",
-    "workdir_preset", "get_preset", "preset_for_scale",
+    "workdir_preset", "get_preset", "preset_for_scale", "preset_from_toml", "PRESET_SPEC_HELP",
+    "MATCHING_FIELDS", "preset_differences", "describe_preset", "PresetMismatchError", "check_same_preset",
 ]
 
 LABEL_COLUMNS: tuple[str, ...] = ("left_benign", "right_benign", "left_malignant", "right_malignant")
@@ -137,16 +140,160 @@ def workdir_preset(meta: dict, where: object = "exams.json") -> Preset:
     raise InputFileError(f"{where}: no preset recorded (run `mammokit preprocess` to make this work folder)")
 
 
+PRESET_SPEC_HELP = (
+    "a preset name (" + ", ".join(PRESETS) + "), scale:F (every size of the paper times F, e.g. "
+    "scale:0.25) or a TOML file (e.g. mypreset.toml)"
+)
+
+
 def get_preset(name_or_preset: str | Preset) -> Preset:
-    """Look a preset up by name (``paper``, ``half``, ``small``, ``tiny``)."""
+    """A preset from its name (``paper``, ``half``, ``small``, ``tiny``), ``scale:F`` (the paper's
+    sizes times ``F``, :func:`preset_for_scale`) or the path of a TOML file
+    (:func:`preset_from_toml`)."""
     if isinstance(name_or_preset, Preset):
         return name_or_preset
+    spec = str(name_or_preset)
+    if spec in PRESETS:
+        return PRESETS[spec]
+    if spec.startswith("scale:"):
+        try:
+            scale = float(spec[len("scale:"):])
+        except ValueError:
+            raise UsageError(f"preset {spec!r}: scale:F needs a number F in (0, 1], e.g. scale:0.25") from None
+        if not 0 < scale <= 1:
+            raise UsageError(f"preset {spec!r}: the scale must be in (0, 1], got {scale:g}")
+        return preset_for_scale(scale)
+    if spec.lower().endswith(".toml") or Path(spec).is_file():
+        return preset_from_toml(spec)
+    raise UsageError(f"unknown preset {spec!r}; give {PRESET_SPEC_HELP}")
+
+
+def preset_from_toml(path: str | Path) -> Preset:
+    """A custom preset from a TOML file.
+
+    Keys (all optional except one of ``scale`` / ``base``)::
+
+        name = "mine"               # default: the file's stem
+        base = "small"              # start from a named preset (or "scale:F")...
+        scale = 0.3                 # ...or from the paper's sizes times this scale
+        cc_input_size = [800, 580]  # then any Preset field overrides it (sizes as [H, W])
+        heatmap_stride = 12
+
+    ``base`` and ``scale`` together: the base preset with its ``scale`` field replaced (no size is
+    rescaled). An unknown key is an error naming the key and the file.
+    """
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: preset file not found")
     try:
-        return PRESETS[name_or_preset]
-    except KeyError:
-        raise UsageError(
-            f"unknown preset {name_or_preset!r}; choose one of {', '.join(PRESETS)}"
-        ) from None
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path}: not a valid TOML preset file ({exc})") from None
+    fields = {f.name: f for f in dataclasses.fields(Preset)}
+    allowed = set(fields) | {"base"}
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise InputFileError(
+            f"{path}: unknown preset key(s) {', '.join(unknown)} (allowed: base, {', '.join(fields)})"
+        )
+    if "base" in doc:
+        if not isinstance(doc["base"], str):
+            raise InputFileError(f"{path}: base must be a preset name or scale:F, got {doc['base']!r}")
+        if doc["base"].lower().endswith(".toml"):
+            raise InputFileError(f"{path}: base must be a preset name or scale:F, not another file")
+        start = get_preset(doc["base"])
+    elif "scale" in doc:
+        scale = doc["scale"]
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+            raise InputFileError(f"{path}: scale must be a number in (0, 1], got {scale!r}")
+        start = scaled_preset(path.stem, float(scale), doc.get("patch_arch"))
+    else:
+        raise InputFileError(f"{path}: a preset file needs base = \"NAME\" or scale = F")
+    values = dataclasses.asdict(start)
+    values["name"] = path.stem
+    for key, value in doc.items():
+        if key == "base":
+            continue
+        values[key] = _checked_field(path, key, value, fields[key].type)
+    if not 0 < values["scale"] <= 1:
+        raise InputFileError(f"{path}: scale must be in (0, 1], got {values['scale']!r}")
+    if values["patch_size"] < 8 or values["heatmap_stride"] < 1 or values["erosion_iterations"] < 1:
+        raise InputFileError(f"{path}: patch_size must be >= 8, heatmap_stride and erosion_iterations >= 1")
+    return Preset(**values)
+
+
+def _checked_field(path: Path, key: str, value, kind: str):
+    """A TOML value checked against the Preset field's type (the annotations are strings)."""
+    where = f"{path}: {key}"
+    if "tuple" in kind:
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+            raise InputFileError(f"{where} must be [H, W], two positive integers, got {value!r}")
+        return (int(value[0]), int(value[1]))
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputFileError(f"{where} must be an integer >= 0, got {value!r}")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise InputFileError(f"{where} must be a number >= 0, got {value!r}")
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise InputFileError(f"{where} must be a non-empty string, got {value!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- matching presets
+
+MATCHING_FIELDS: tuple[str, ...] = (
+    "scale", "cc_input_size", "mlo_input_size", "erosion_iterations", "crop_buffer", "patch_size",
+)
+"""The preset fields that must agree between a work folder and a model: those that decide what
+a model sees (pixel scale, crop, window and patch sizes). Augmentation noise, heatmap stride,
+patch architecture and the preset's name may differ."""
+
+
+class PresetMismatchError(InputFileError):
+    """A work folder and a model (or two models) made at different presets; names both."""
+
+
+def preset_differences(a: Preset, b: Preset) -> list[str]:
+    """The :data:`MATCHING_FIELDS` on which ``a`` and ``b`` differ, as ``"field a vs b"``."""
+    out = []
+    for key in MATCHING_FIELDS:
+        x, y = getattr(a, key), getattr(b, key)
+        same = abs(x - y) < 1e-9 if isinstance(x, float) else tuple(x) == tuple(y) if isinstance(x, (tuple, list)) else x == y
+        if not same:
+            out.append(f"{key} {_show(x)} vs {_show(y)}")
+    return out
+
+
+def _show(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return "x".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe_preset(preset: Preset) -> str:
+    """``small (scale 0.25, CC 669x486, MLO 744x437, patch 64)``: a preset in one phrase."""
+    return (
+        f"{preset.name} (scale {preset.scale:g}, CC {_show(preset.cc_input_size)}, "
+        f"MLO {_show(preset.mlo_input_size)}, patch {preset.patch_size})"
+    )
+
+
+def check_same_preset(first: Preset, first_where: str, second: Preset, second_where: str) -> None:
+    """Raise :class:`PresetMismatchError` naming both when the two presets differ on a
+    :data:`MATCHING_FIELDS` field (e.g. ``first_where`` = "work folder W (exams.json)",
+    ``second_where`` = "model M")."""
+    diff = preset_differences(first, second)
+    if diff:
+        raise PresetMismatchError(
+            f"{first_where} was made at preset {describe_preset(first)} but {second_where} at preset "
+            f"{describe_preset(second)} ({'; '.join(diff)}): preprocess the images again with "
+            f"--preset auto (the model's preset) or use a model trained at the work folder's preset"
+        )
 
 
 def preset_for_scale(scale: float) -> Preset:

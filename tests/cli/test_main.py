@@ -53,7 +53,8 @@ def test_a_bug_is_not_a_user_error(monkeypatch, capsys, exc):
 def test_real_command_user_error_has_no_traceback(tmp_path):
     bad = tmp_path / "manifest.csv"
     bad.write_text("exam_id,view,path\ne1,L-XCC,a.png\n")
-    r = subprocess.run([sys.executable, "-m", "mammokit", "preprocess", str(bad), "--out", str(tmp_path / "w")],
+    r = subprocess.run([sys.executable, "-m", "mammokit", "preprocess", str(bad), "--out", str(tmp_path / "w"),
+                        "--preset", "tiny"],
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "unknown view 'L-XCC'" in r.stderr and str(bad) in r.stderr

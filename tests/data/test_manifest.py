@@ -161,3 +161,29 @@ def test_read_labels_types_and_extra_columns(tmp_path):
 def test_read_labels_errors(tmp_path, text, match):
     with pytest.raises(ManifestError, match=match):
         read_labels(write(tmp_path, "l.csv", text))
+
+
+def test_mask_columns_become_per_image_paths_and_round_trip(tmp_path):
+    from mammokit.data.manifest import manifest_to_exams, read_manifest, write_manifest
+
+    f = tmp_path / "manifest.csv"
+    f.write_text("exam_id,view,path,mask_malignant,mask_benign\n"
+                 "e1,L-CC,a.png,masks/a_m.png,\n"
+                 "e1,L-CC,a2.png,,\n"
+                 "e1,R-MLO,b.png,,/abs/b_b.png\n"
+                 "e2,L-CC,c.png,,\n")
+    rows = read_manifest(f)
+    assert rows[0].mask_malignant == tmp_path / "masks" / "a_m.png" and rows[0].mask_benign is None
+    assert str(rows[2].mask_benign) == "/abs/b_b.png"
+    e1, e2 = manifest_to_exams(rows)
+    assert e1["mask_malignant"] == {"L-CC": [str(tmp_path / "masks" / "a_m.png"), None], "R-CC": [], "L-MLO": [],
+                                    "R-MLO": [None]}
+    assert e1["mask_benign"]["R-MLO"] == ["/abs/b_b.png"] and e1["mask_benign"]["L-CC"] == [None, None]
+    assert "mask_malignant" not in e2  # no mask given for this exam
+    out = tmp_path / "again.csv"
+    write_manifest(out, rows)
+    again = read_manifest(out)
+    assert [(r.mask_malignant, r.mask_benign) for r in again] == [(r.mask_malignant, r.mask_benign) for r in rows]
+    # Without mask columns the written manifest has none.
+    write_manifest(out, read_manifest(f)[3:])
+    assert out.read_text().splitlines()[0] == "exam_id,view,path,patient_id,horizontal_flip,split"

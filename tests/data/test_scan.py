@@ -128,3 +128,54 @@ def test_scan_nothing_usable(tmp_path):
         scan(tmp_path / "d", tmp_path / "m.csv")
     assert not (tmp_path / "m.csv").exists()
     assert len(_csv(tmp_path / "m.rejects.csv")) == 1
+
+
+# ----------------------------------------------------------------------------- --exam-id
+
+
+@pytest.fixture()
+def two_studies(tmp_path) -> Path:
+    """Patient P1: two studies (different StudyInstanceUID and AccessionNumber) on one day; P2:
+    one study on another day, whose MLO lacks its AccessionNumber; P3: no StudyDate."""
+    root = tmp_path / "studies"
+    spec = [
+        ("a1", "1.2.9.1", "ACC1", "P1", "20190312", "L", "CC"),
+        ("a2", "1.2.9.1", "ACC1", "P1", "20190312", "R", "CC"),
+        ("b1", "1.2.9.2", "ACC2", "P1", "20190312", "L", "MLO"),
+        ("c1", "1.2.9.3", "ACC3", "P2", "20200101", "L", "CC"),
+        ("c2", "1.2.9.3", None, "P2", "20200101", "L", "MLO"),
+        ("d1", "1.2.9.4", "ACC4", "P3", None, "R", "MLO"),
+    ]
+    for name, study, acc, pid, date, lat, view in spec:
+        write_dicom(root / f"{name}.dcm", PIX, laterality=lat, view=view, study_uid=study, patient_id=pid,
+                    AccessionNumber=acc, StudyDate=date)
+    return root
+
+
+@pytest.mark.parametrize("rule, exams, rejected", [
+    ("study", {"1.2.9.1": 2, "1.2.9.2": 1, "1.2.9.3": 2, "1.2.9.4": 1}, {}),
+    ("accession", {"ACC1": 2, "ACC2": 1, "ACC3": 1, "ACC4": 1}, {"c2.dcm": "missing AccessionNumber"}),
+    ("patient-date", {"P1_20190312": 3, "P2_20200101": 2}, {"d1.dcm": "missing StudyDate"}),
+])
+def test_exam_id_rules_form_ids_that_join_labels(two_studies, tmp_path, rule, exams, rejected):
+    out = tmp_path / f"{rule}.csv"
+    result = scan(two_studies, out, exam_id=rule)
+    rows = read_manifest(out)
+    counts = {}
+    for row in rows:
+        counts[row.exam_id] = counts.get(row.exam_id, 0) + 1
+    assert counts == exams
+    got = {Path(r.path).name: r.reason for r in result.rejects}
+    assert set(got) == set(rejected) and all(rejected[k] in got[k] for k in rejected)
+    # The ids join a labels table keyed the same way: one exam record per id.
+    assert sorted(e["exam_id"] for e in manifest_to_exams(rows)) == sorted(exams)
+
+
+def test_cli_exam_id_flag(two_studies, tmp_path, capsys):
+    out = tmp_path / "m.csv"
+    assert main(["scan", str(two_studies), "-o", str(out), "--exam-id", "patient-date"]) == 0
+    assert {r["exam_id"] for r in _csv(out)} == {"P1_20190312", "P2_20200101"}
+    with pytest.raises(SystemExit):
+        main(["scan", str(two_studies), "-o", str(out), "--exam-id", "series"])
+    with pytest.raises(ValueError, match="unknown --exam-id 'series'"):
+        scan(two_studies, out, exam_id="series")

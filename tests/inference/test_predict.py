@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mammokit.config import LABEL_COLUMNS, PRESETS
+from mammokit.config import LABEL_COLUMNS, PRESETS, PresetMismatchError
 from mammokit.data.views import MissingHeatmapsError, load_view
 from mammokit.inference.predict import predict
 from mammokit.models import create_model, save_checkpoint
@@ -161,7 +161,11 @@ def test_deterministic_predictions_match_reference_computation(tmp_path, authors
         preset_config=preset.to_dict(),
     )
     sd, ckpt = authors_checkpoints[channels]
-    result = predict(wd, [ckpt], tta=0, device="cpu", dtype="fp32", output=tmp_path / "pred.csv")
+    # The authors' weights record the paper preset: running them on this small work folder takes
+    # an explicit --preset (a warning), where the default (auto) refuses the mismatch.
+    with pytest.raises(PresetMismatchError, match=r"work folder .* preset micro .* paper"):
+        predict(wd, [ckpt], tta=0, device="cpu")
+    result = predict(wd, [ckpt], tta=0, device="cpu", dtype="fp32", output=tmp_path / "pred.csv", preset=preset)
     assert result.exam_ids == list(exam_ids) and not result.skipped
     for i, exam in enumerate(exams):
         with torch.no_grad():

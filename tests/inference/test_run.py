@@ -84,3 +84,71 @@ def test_run_with_heatmaps(tmp_path, raw_dataset, checkpoints):
     assert len(result.predictions.exam_ids) == 1 and not result.predictions.skipped
     p = result.predictions.probabilities
     assert p.shape == (1, 4) and np.all((p > 0) & (p < 1))
+
+
+# ------------------------------------------------------------------------ --preset auto
+
+
+def test_run_reads_the_preset_from_the_checkpoints(tmp_path, raw_dataset, checkpoints, capsys):
+    """No preset flag: preprocess, (heatmaps) and predict run at the models' recorded preset."""
+    import json
+
+    from mammokit.cli import main
+
+    out = tmp_path / "out"
+    assert main(["run", str(raw_dataset), "--out", str(out), "--model", str(checkpoints[1]), "--tta", "0",
+                 "--device", "cpu"]) == 0
+    meta = json.loads((out / "exams.json").read_text())
+    assert meta["preset"] == "tiny" and meta["preset_config"] == json.loads(json.dumps(TINY.to_dict()))
+    assert len(_rows(out / "predictions.csv")) == 1
+
+
+def test_preset_mismatches_are_errors_naming_both(tmp_path, raw_dataset, checkpoints, capsys):
+    from mammokit.cli import main
+    from mammokit.config import PresetMismatchError
+    from mammokit.inference.heatmaps import make_heatmaps
+    from mammokit.inference.predict import predict
+    from mammokit.inference.run import run
+
+    small = tmp_path / "small.safetensors"
+    save_checkpoint(small, create_model("view_wise", in_channels=3), arch="view_wise", model_args={"in_channels": 3},
+                    preset="small")
+    # Models and patch model at different presets: refused before any stage runs.
+    with pytest.raises(PresetMismatchError, match=rf"{small} .* small .* {checkpoints['patch']} .* tiny"):
+        run(raw_dataset, tmp_path / "out", models=[small], patch_model=checkpoints["patch"])
+    assert not (tmp_path / "out").exists()
+    # preprocess --preset auto: from the model given, or an error naming what to pass.
+    wd = tmp_path / "wd"
+    assert main(["preprocess", str(raw_dataset), "--out", str(wd), "--patch-model", str(checkpoints["patch"])]) == 0
+    assert main(["preprocess", str(raw_dataset), "--out", str(tmp_path / "w2")]) == 2
+    err = capsys.readouterr().err
+    assert "--preset auto: no model given (--model / --patch-model)" in err and "scale:F" in err
+    # A work folder at tiny with a model at small: predict and heatmaps refuse, naming both.
+    small1 = tmp_path / "small1.safetensors"
+    save_checkpoint(small1, create_model("view_wise", in_channels=1), arch="view_wise", model_args={"in_channels": 1},
+                    preset="small")
+    with pytest.raises(PresetMismatchError, match=rf"work folder {wd} was made at preset tiny .* but model {small1} at preset small"):
+        predict(wd, [small1], tta=0, device="cpu")
+    small_patch = tmp_path / "small_patch.safetensors"
+    save_checkpoint(small_patch, create_model("patchnet_small", num_classes=3), arch="patchnet_small",
+                    model_args={"num_classes": 3}, preset="small")
+    with pytest.raises(PresetMismatchError, match=rf"work folder {wd} .* tiny .* patch model {small_patch} .* small"):
+        make_heatmaps(wd, small_patch, device="cpu")
+    assert main(["predict", str(wd), "--model", str(small1), "--device", "cpu", "--tta", "0"]) == 2
+    assert "PresetMismatch" not in capsys.readouterr().err  # one line, no traceback
+
+
+def test_paper_preset_on_small_images_fails_naming_the_sizes(tmp_path, raw_dataset, capsys):
+    """The paper's 2677 x 1942 CC window does not fit tiny-scale (416 x 320) images: each image
+    fails with its size and the window's, never a mostly-padding crop."""
+    from mammokit.cli import main
+
+    assert main(["preprocess", str(raw_dataset), "--out", str(tmp_path / "w"), "--preset", "paper"]) == 1
+    err = capsys.readouterr().err
+    assert "no image could be preprocessed" in err
+    assert "image 416x320 is smaller than preset 'paper''s L-CC window 2677x1942" in err
+    import csv
+
+    with open(tmp_path / "w" / "preprocess_failures.csv", newline="") as f:
+        reasons = [row["reason"] for row in csv.DictReader(f)]
+    assert len(reasons) == 4 and all("smaller than preset 'paper'" in r for r in reasons)

@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from mammokit.config import PRESETS, VIEWS
+from mammokit.config import PRESETS, VIEWS, preset_from_dict
 from mammokit.models import (
     CheckpointError,
     Ensemble,
@@ -90,7 +90,7 @@ def test_ensemble_averages_members(tmp_path):
     save_ensemble(path, members, arch="view_wise", model_args={}, preset="small", extra={"seeds": [0, 1, 2]})
     ens, meta = load_model(path)
     assert isinstance(ens, Ensemble) and meta["kind"] == "ensemble" and len(meta["members"]) == 3
-    assert meta["preset"] == "small"
+    assert preset_from_dict(meta["preset"]) == PRESETS["small"]  # a name is stored as every size
     views = _views(1)
     expected = torch.stack([m.predict_proba(views) for m in members]).mean(0)
     torch.testing.assert_close(ens.predict_proba(views), expected)

@@ -19,6 +19,8 @@ from mammokit.preprocess.pipeline import (
 )
 
 H, W = 200, 150
+# The largest preset whose windows fit these 200 x 150 images (CC 161 x 117, MLO 178 x 105).
+PRESET = "scale:0.06"
 
 
 def breast(view: str, seed: int) -> np.ndarray:
@@ -63,7 +65,7 @@ def _snapshot(workdir: Path) -> dict[str, bytes]:
 
 def test_preprocess_end_to_end(dataset, tmp_path):
     work = tmp_path / "work"
-    report = preprocess(dataset / "manifest.csv", work, preset="tiny")
+    report = preprocess(dataset / "manifest.csv", work, preset=PRESET)
     assert (report.n_images, report.n_processed, report.n_reused, report.n_failed) == (8, 5, 0, 3)
 
     failures = _read_failures(work)
@@ -73,7 +75,7 @@ def test_preprocess_end_to_end(dataset, tmp_path):
     assert failures[2]["path"].endswith("C.png")
 
     exams, meta = load_exams(work / "exams.json")
-    assert meta["preset"] == "tiny" and meta["image_dir"] == "cropped" and meta["preset_config"]["erosion_iterations"] == 12
+    assert meta["preset"] == "scale0.06" and meta["image_dir"] == "cropped" and meta["preset_config"]["erosion_iterations"] == 6
     a, b, c = exams
     assert [a[v] for v in ("L-CC", "R-CC", "L-MLO", "R-MLO")] == [["A_L_CC"], ["A_R_CC"], ["A_L_MLO"], ["A_R_MLO"]]
     # B keeps its good image; the failed views are empty with aligned per-image fields.
@@ -84,7 +86,7 @@ def test_preprocess_end_to_end(dataset, tmp_path):
     # Each written crop and its geometry equal the per-image function's output.
     for i, view in enumerate(("L-CC", "R-CC", "L-MLO", "R-MLO")):
         name = f"A_{view.replace('-', '_')}"
-        expected = preprocess_image(breast(view, i), view, "NO", "tiny")
+        expected = preprocess_image(breast(view, i), view, "NO", PRESET)
         np.testing.assert_array_equal(read_image(work / "cropped" / f"{name}.png"), expected.cropped)
         for key, value in expected.geometry.items():
             assert a[key][view] == [value]
@@ -94,43 +96,43 @@ def test_preprocess_end_to_end(dataset, tmp_path):
 
 def test_resume_reuses_done_images(dataset, tmp_path):
     work = tmp_path / "work"
-    preprocess(dataset / "manifest.csv", work, preset="tiny")
+    preprocess(dataset / "manifest.csv", work, preset=PRESET)
     before = _snapshot(work)
-    again = preprocess(dataset / "manifest.csv", work, preset="tiny")
+    again = preprocess(dataset / "manifest.csv", work, preset=PRESET)
     assert (again.n_processed, again.n_reused, again.n_failed) == (0, 5, 3)  # failures are retried
     assert _snapshot(work) == before
 
     # A changed source is recomputed; so is everything when the settings change.
     write_png16(dataset / "img" / "A_L-CC.png", breast("L-CC", 7))
-    changed = preprocess(dataset / "manifest.csv", work, preset="tiny")
+    changed = preprocess(dataset / "manifest.csv", work, preset=PRESET)
     assert (changed.n_processed, changed.n_reused) == (1, 4)
     exams, _ = load_exams(work / "exams.json")
-    assert exams[0]["window_location"]["L-CC"] == [preprocess_image(breast("L-CC", 7), "L-CC", "NO", "tiny").geometry["window_location"]]
-    other = preprocess(dataset / "manifest.csv", work, preset="tiny", background_threshold=1)
+    assert exams[0]["window_location"]["L-CC"] == [preprocess_image(breast("L-CC", 7), "L-CC", "NO", PRESET).geometry["window_location"]]
+    other = preprocess(dataset / "manifest.csv", work, preset=PRESET, background_threshold=1)
     assert (other.n_processed, other.n_reused) == (5, 0)
-    fresh = preprocess(dataset / "manifest.csv", work, preset="tiny", background_threshold=1, resume=False)
+    fresh = preprocess(dataset / "manifest.csv", work, preset=PRESET, background_threshold=1, resume=False)
     assert fresh.n_reused == 0
 
 
 def test_workers_give_identical_output(dataset, tmp_path):
-    one = preprocess(dataset / "manifest.csv", tmp_path / "w1", preset="tiny", workers=1)
-    two = preprocess(dataset / "manifest.csv", tmp_path / "w2", preset="tiny", workers=2)
+    one = preprocess(dataset / "manifest.csv", tmp_path / "w1", preset=PRESET, workers=1)
+    two = preprocess(dataset / "manifest.csv", tmp_path / "w2", preset=PRESET, workers=2)
     assert one.failures == two.failures
     assert _snapshot(tmp_path / "w1") == _snapshot(tmp_path / "w2")
 
 
 def test_strict_stops_at_first_failure(dataset, tmp_path):
     with pytest.raises(PreprocessError, match=r"B_R-CC\.png: unreadable image"):
-        preprocess(dataset / "manifest.csv", tmp_path / "work", preset="tiny", strict=True)
+        preprocess(dataset / "manifest.csv", tmp_path / "work", preset=PRESET, strict=True)
 
 
 def test_preprocess_exams_validates_records(tmp_path):
     exam = {"exam_id": "x", "horizontal_flip": "NO", "L-CC": ["x_L_CC"], "source_paths": {"L-CC": []}}
     with pytest.raises(ValueError, match=r"source_paths\[L-CC\] has 0 paths for 1 images"):
-        preprocess_exams([exam], tmp_path, preset="tiny")
+        preprocess_exams([exam], tmp_path, preset=PRESET)
     exam = {"exam_id": "x", "L-CC": ["../evil"], "source_paths": {"L-CC": ["a.png"]}}
     with pytest.raises(ValueError, match="not a safe relative file name"):
-        preprocess_exams([exam], tmp_path, preset="tiny")
+        preprocess_exams([exam], tmp_path, preset=PRESET)
     with pytest.raises(ValueError, match="workers"):
         preprocess_exams([], tmp_path, workers=0)
 
@@ -139,11 +141,24 @@ def test_cli(dataset, tmp_path, capsys):
     from mammokit.cli import main
 
     work = tmp_path / "work"
-    code = main(["preprocess", str(dataset / "manifest.csv"), "--out", str(work), "--preset", "tiny", "--workers", "1"])
+    code = main(["preprocess", str(dataset / "manifest.csv"), "--out", str(work), "--preset", PRESET, "--workers", "1"])
     assert code == 0
     out = capsys.readouterr().out
     assert "8 images: 5 cropped, 0 reused, 3 failed" in out
-    assert json.loads((work / "exams.json").read_text())["preset"] == "tiny"
-    assert main(["preprocess", str(dataset / "manifest.csv"), "--out", str(work), "--preset", "tiny", "--strict", "--no-resume"]) == 2
+    assert json.loads((work / "exams.json").read_text())["preset"] == "scale0.06"
+    assert main(["preprocess", str(dataset / "manifest.csv"), "--out", str(work), "--preset", PRESET, "--strict", "--no-resume"]) == 2
     assert "B_R-CC.png" in capsys.readouterr().err
     assert main(["preprocess", str(tmp_path / "missing.csv"), "--out", str(work)]) == 2
+
+
+def test_mask_paths_stay_aligned_with_the_kept_images(dataset, tmp_path):
+    text = (dataset / "manifest.csv").read_text().splitlines()
+    rows = [text[0] + ",mask_malignant"] + [line + (f",m/{i}.png" if line.startswith("B,") else ",") for i, line in enumerate(text[1:])]
+    (dataset / "manifest.csv").write_text("\n".join(rows) + "\n")
+    preprocess(dataset / "manifest.csv", tmp_path / "work", preset=PRESET)
+    exams, _ = load_exams(tmp_path / "work" / "exams.json")
+    b = next(e for e in exams if e["exam_id"] == "B")
+    # B_R-CC (not an image) and B_L-MLO (all background) failed: only B_L-CC and its mask remain.
+    assert b["L-CC"] == ["B_L_CC"] and b["R-CC"] == [] and b["L-MLO"] == []
+    assert b["mask_malignant"] == {"L-CC": [str(dataset / "m" / "4.png")], "R-CC": [], "L-MLO": [], "R-MLO": []}
+    assert b["source_shape"]["L-CC"] == [[H, W]]

@@ -172,3 +172,149 @@ def test_patch_trainer_clear_errors(toy, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="masks folder"):
         train_patch(toy.workdir, tmp_path / "nope", toy.labels, tmp_path / "r", epochs=1)
+
+
+# ------------------------------------------------------------------ boxes and missing masks
+
+
+def _mask_boxes(masks_dir, exams, labels_for=("malignant", "benign")):
+    """boxes.csv rows: the bounding box (original pixels, x1/y1 exclusive) of every non-empty mask."""
+    from mammokit.data.images import read_png8
+
+    rows = []
+    for exam in exams:
+        for view in ("L-CC", "R-CC", "L-MLO", "R-MLO"):
+            for name in exam.get(view, []):
+                for cls in labels_for:
+                    path = masks_dir / f"{name}_{cls}.png"
+                    if not path.exists():
+                        continue
+                    m = read_png8(path) > 127
+                    if m.any():
+                        ys, xs = np.nonzero(m)
+                        rows.append(f"{exam['exam_id']},{view},{cls},{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}")
+    return rows
+
+
+def test_boxes_land_on_the_lesions_of_preprocessed_images(tmp_path):
+    """Synthetic exams through real preprocessing (crop, flip): a box drawn around each lesion
+    mask in the ORIGINAL image covers exactly the bounding box of the cropped, flipped mask."""
+    from mammokit.config import preset_for_scale
+    from mammokit.data.boxes import read_boxes
+    from mammokit.data.examlist import load_exams
+    from mammokit.data.images import read_image
+    from mammokit.preprocess.pipeline import preprocess
+    from mammokit.synth import generate
+    from mammokit.training.patches import load_patch_image
+
+    generate(tmp_path / "data", n_exams=3, seed=2, scale=0.0625, cancer_rate=0.7, benign_rate=0.7,
+             occult_rate_malignant=0.0, occult_rate_benign=0.0)
+    preprocess(tmp_path / "data" / "manifest.csv", tmp_path / "work", preset=preset_for_scale(0.0625))
+    exams, _ = load_exams(tmp_path / "work" / "exams.json")
+    # The synthetic masks are named after the source stems; the boxes only need exam and view.
+    stems = {(e["exam_id"], v): __import__("pathlib").Path(e["source_paths"][v][0]).stem for e in exams for v in
+             ("L-CC", "R-CC", "L-MLO", "R-MLO") if e.get(v)}
+    renamed = [{**e, **{v: [stems[e["exam_id"], v]] for v in ("L-CC", "R-CC", "L-MLO", "R-MLO") if e.get(v)}}
+               for e in exams]
+    (tmp_path / "boxes.csv").write_text("exam_id,view,label,x0,y0,x1,y1\n"
+                                        + "\n".join(_mask_boxes(tmp_path / "data" / "masks", renamed)) + "\n")
+    boxes = read_boxes(tmp_path / "boxes.csv")
+    checked = 0
+    for exam in exams:
+        for v, shapes in exam["source_shape"].items():  # preprocessing recorded the original sizes
+            assert shapes == [list(read_image(exam["source_paths"][v][0]).shape)]
+        for view in ("L-CC", "R-CC", "L-MLO", "R-MLO"):
+            if (exam["exam_id"], view) not in boxes:
+                continue
+            from_masks = load_patch_image(tmp_path / "work", exam, view, 0, tmp_path / "data" / "masks")
+            from_boxes = load_patch_image(tmp_path / "work", exam, view, 0, None, boxes=boxes[exam["exam_id"], view])
+            for box in boxes[exam["exam_id"], view]:
+                mask = getattr(from_masks, box.label)
+                ys, xs = np.nonzero(mask)
+                expected = np.zeros_like(mask)
+                expected[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+                np.testing.assert_array_equal(from_boxes.boxed & expected, expected)
+                # The lesion region of a box is its breast-tissue part.
+                region = getattr(from_boxes, box.label)
+                assert not (region & ~from_boxes.tissue).any() and region[mask].all()
+                checked += 1
+    assert checked >= 3
+
+
+def test_box_supervised_patch_training_end_to_end(toy, tmp_path, capsys):
+    """`train-patch --boxes` without masks: patches inside the boxes are lesions, normal patches
+    stay clear of every box, and the classifier learns the toy lesions."""
+    from mammokit.cli import main
+    from mammokit.data.boxes import read_boxes
+    from mammokit.data.examlist import load_exams
+    from mammokit.training.patch import load_patch_images
+
+    exams, _ = load_exams(toy.workdir / "exams.json")
+    boxes_csv = tmp_path / "boxes.csv"
+    boxes_csv.write_text("exam_id,view,label,x0,y0,x1,y1\n" + "\n".join(_mask_boxes(toy.masks, exams)) + "\n")
+    images, excluded = load_patch_images(exams, toy.workdir, None, "cropped", read_boxes(boxes_csv))
+    assert not excluded and any(im.malignant.any() for im in images) and any(im.benign.any() for im in images)
+    items = sample_patches(images, 40, toy.preset.patch_size, np.random.default_rng(0))
+    size = toy.preset.patch_size
+    for i, y0, x0, label in items:
+        im = images[i]
+        boxed = im.boxed if im.boxed is not None else np.zeros(im.tissue.shape, bool)
+        window = np.zeros_like(boxed)
+        window[max(y0, 0):y0 + size, max(x0, 0):x0 + size] = True
+        if label == NORMAL:
+            assert not (window & boxed).any()
+        else:
+            q = size // 4
+            centre = np.zeros_like(boxed)
+            centre[max(y0 + q, 0):y0 + size - q, max(x0 + q, 0):x0 + size - q] = True
+            assert (centre & (im.malignant if label == MALIGNANT else im.benign)).any()
+    torch.set_num_threads(1)
+    rc = main(["train-patch", str(toy.workdir), "--boxes", str(boxes_csv), "--labels", str(toy.labels),
+               "--out", str(tmp_path / "run"), "--epochs", "2", "--seed", "1", "--patches-per-class", "48",
+               "--val-patches-per-class", "24", "--batch-size", "16", "--lr", "1e-3", "--device", "cpu"])
+    assert rc == 0
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["val_auc_malignant"] > 0.8
+    conf = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert conf["boxes"] == str(boxes_csv) and conf["masks_dir"] is None
+    assert conf["_resolved"]["unlocalised_malignant_breasts"] == 0
+    assert main(["train-patch", str(toy.workdir), "--labels", str(toy.labels), "--out", str(tmp_path / "r2")]) == 2
+    assert "--masks and / or --boxes" in capsys.readouterr().err
+
+
+def test_missing_masks_are_errors_or_counted_by_the_label(toy, tmp_path, caplog):
+    import csv
+    import logging
+    import shutil
+
+    from mammokit.data.examlist import load_exams
+    from mammokit.data.manifest import read_labels
+    from mammokit.training.patch import load_patch_images
+    from mammokit.training.patches import load_patch_image
+
+    masks = tmp_path / "masks"
+    shutil.copytree(toy.masks, masks)
+    exams, _ = load_exams(toy.workdir / "exams.json")
+    labels = read_labels(toy.labels)
+    rows = {r["exam_id"]: r for r in csv.DictReader(open(toy.labels))}
+    malignant = [e for e in exams if rows[e["exam_id"]]["left_malignant"] == "1"][:2]
+    assert len(malignant) == 2
+    a, b = malignant
+    # a: its left MLO mask is missing (CC still localised); b: no mask of its left breast at all.
+    (masks / f"{a['L-MLO'][0]}_malignant.png").unlink()
+    for view in ("L-CC", "L-MLO"):
+        (masks / f"{b[view][0]}_malignant.png").unlink()
+    counts: dict = {}
+    with caplog.at_level(logging.WARNING, logger="mammokit"):
+        images, excluded = load_patch_images([a, b], toy.workdir, masks, "cropped", labels=labels, counts=counts)
+    left_out = sorted(r["image"] for r in excluded)
+    assert left_out == sorted([a["L-MLO"][0], b["L-CC"][0], b["L-MLO"][0]])
+    assert all("left breast labelled malignant but no malignant mask or box" in r["reason"] for r in excluded)
+    assert counts == {"unlocalised_malignant_breasts": 1, "unlocalised_benign_breasts": 0, "unlocalised_images": 3}
+    assert len(images) == 5 and "1 malignant and 0 benign breast(s) have no mask or box at all" in caplog.text
+    # An explicit mask path that does not exist: an error naming it, unless the label says no lesion.
+    exam = dict(a, mask_malignant={"L-CC": [str(tmp_path / "gone.png")], "R-CC": [str(tmp_path / "gone_r.png")]})
+    with pytest.raises(FileNotFoundError, match=r"gone\.png: malignant mask of .* not found"):
+        load_patch_image(toy.workdir, exam, "L-CC", 0, masks, labels=labels[a["exam_id"]])
+    right = load_patch_image(toy.workdir, exam, "R-CC", 0, masks, labels=labels[a["exam_id"]])
+    assert not right.malignant.any()  # right breast labelled 0: the missing mask is not needed

@@ -129,6 +129,28 @@ def test_quick_demo_rerun_skips_done_stages(quick_demo):
     assert again["reader_study"] == first["reader_study"]
 
 
+@pytest.mark.slow
+def test_demo_models_run_on_new_exams_without_a_preset_flag(quick_demo, tmp_path):
+    """The demo's checkpoints describe their preset: `mammokit run` on exams it has never seen
+    needs only the models (preprocess, heatmaps and predict all at the demo's preset)."""
+    from mammokit.cli import main
+    from mammokit.synth import generate
+
+    out, _ = quick_demo
+    generate(tmp_path / "new", n_exams=2, seed=99, scale=QUICK.scale)
+    run_dir = tmp_path / "run"
+    rc = main(["run", str(tmp_path / "new" / "manifest.csv"), "--out", str(run_dir),
+               "--model", str(out / "runs" / "image_heatmaps" / "ensemble.safetensors"),
+               "--patch-model", str(out / "runs" / "patch" / "best.safetensors"), "--tta", "1", "--device", "cpu"])
+    assert rc == 0
+    meta = json.loads((run_dir / "exams.json").read_text())
+    assert meta["preset_config"] == json.loads(json.dumps(QUICK.preset().to_dict()))
+    assert meta["preset_config"]["heatmap_stride"] == QUICK.heatmap_stride  # the stride the demo's heatmaps used
+    rows = _rows(run_dir / "predictions.csv")
+    assert len(rows) == 2 and all(0 <= float(r["left_malignant"]) <= 1 for r in rows)
+    assert len(list((run_dir / "heatmaps" / "malignant").glob("*.png"))) == 8
+
+
 def test_demo_refuses_a_folder_of_other_settings(tmp_path):
     (tmp_path / "demo.json").write_text(json.dumps({"settings": FULL.to_dict(), "seed": 0}))
     with pytest.raises(ValueError, match="other settings"):

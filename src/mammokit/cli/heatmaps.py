@@ -13,7 +13,7 @@ def _heatmaps(args: argparse.Namespace) -> int:
     summary = make_heatmaps(
         args.workdir, args.patch_model, stride=args.stride, batch_size=args.batch_size, device=args.device,
         dtype=args.dtype, reference_layout=args.reference_layout, seed=args.seed, strict=args.strict,
-        compile={"auto": "auto", "on": True, "off": False}[args.compile], shard=args.shard,
+        compile={"auto": "auto", "on": True, "off": False}[args.compile], shard=args.shard, preset=args.preset,
     )
     rate = summary["patches"] / summary["seconds"] if summary["seconds"] > 0 else 0.0
     where = f"heatmaps shard {summary['shard']}" if summary["shard"] else "heatmaps"
@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     p.add_argument("workdir", help="work folder made by `mammokit preprocess`")
     p.add_argument("--patch-model", required=True,
                    help="patch classifier: mammokit checkpoint, or the authors' sample_patch_model.p")
+    p.add_argument("--preset", default="auto",
+                   help="auto (default): the patch model's recorded preset, which must match the work folder's; "
+                   "or a preset (name, scale:F, TOML file) that must match the work folder's")
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: the preset's; paper 70)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="patches per forward pass (bounds memory; default 512 on CUDA, 4 for DenseNet-121 on the CPU)")

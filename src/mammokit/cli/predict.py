@@ -28,8 +28,6 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    from mammokit.config import PRESETS
-
     p = subparsers.add_parser(
         "predict",
         help="predict benign / malignant per breast for a preprocessed work folder",
@@ -45,6 +43,9 @@ def register(subparsers) -> None:
     p.add_argument("--output", "-o", default=None, help="predictions CSV (default WORKDIR/predictions.csv)")
     p.add_argument("--workers", "-j", type=int, default=None,
                    help="image-decoding threads (default min(8, CPU count)); results do not depend on it")
+    p.add_argument("--preset", default="auto",
+                   help="auto (default): each model's recorded preset must match the work folder's; or a preset "
+                   "(name, scale:F, TOML file) that must match the work folder's")
     p.add_argument("--split", default=None, help="score only exams of this split (manifest column), e.g. test")
     p.set_defaults(func=_predict)
 
@@ -59,7 +60,9 @@ def register(subparsers) -> None:
     r.add_argument("--out", required=True, metavar="DIR", help="output / work folder")
     r.add_argument("--patch-model", default=None, metavar="CKPT",
                    help="patch classifier for the heatmaps (needed by image+heatmaps models)")
-    r.add_argument("--preset", default="paper", choices=list(PRESETS), help="resolution preset (default paper)")
+    r.add_argument("--preset", default="auto",
+                   help="auto (default): the preset the --model / --patch-model checkpoints record (they must agree); "
+                   "or a name (paper, half, small, tiny), scale:F or a TOML file")
     r.add_argument("--workers", "-j", type=int, default=1, help="preprocessing processes (default 1)")
     r.add_argument("--heatmap-dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="precision of the heatmaps, separate from --dtype: auto = fp16 on CUDA (within 1e-3 "
@@ -96,7 +99,7 @@ def _predict(args: argparse.Namespace) -> int:
     result = predict(
         args.workdir, args.models, tta=args.tta, seed=args.seed, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, output=output, strict=args.strict, workers=args.workers, split=args.split,
-        shard=args.shard,
+        shard=args.shard, preset=args.preset,
     )
     print(_summary(result, output))
     return 0 if result.exam_ids or not result.skipped else 1

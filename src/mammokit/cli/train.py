@@ -30,12 +30,18 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train-patch",
-        help="train the patch classifier (malignant / benign / normal) from lesion masks",
+        help="train the patch classifier (malignant / benign / normal) from lesion masks or boxes",
         description="Train the patch classifier on patches sampled from the cropped images using "
-        "the pixel-level lesion masks (class 0 malignant, 1 benign, 2 normal).",
+        "the pixel-level lesion masks and / or lesion boxes (class 0 malignant, 1 benign, 2 normal). "
+        "Images of a breast labelled malignant (benign) without a mask or box of that class are left "
+        "out (counted in the log and in excluded_images.csv).",
     )
     p.add_argument("workdir", nargs="?", help="preprocessed work folder")
-    p.add_argument("--masks", dest="masks_dir", help="folder of <image>_malignant.png / <image>_benign.png masks")
+    p.add_argument("--masks", dest="masks_dir",
+                   help="folder of <image>_malignant.png / <image>_benign.png masks (original image size)")
+    p.add_argument("--boxes", help="boxes CSV exam_id,view,label,x0,y0,x1,y1 (original image pixels, label "
+                   "malignant|benign; the importers write it): positive patches inside the boxes, normal ones "
+                   "away from them. With --masks, both are used")
     p.add_argument("--labels", help="labels CSV (its split column selects train / val exams)")
     p.add_argument("--arch", choices=("densenet121_patch", "patchnet_small"), help="default: the preset's")
     p.add_argument("--imagenet-weights", help="local torchvision DenseNet-121 ImageNet weights file")
@@ -65,7 +71,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_train)
 
 
-_PATCH_KEYS = ("workdir", "masks_dir", "labels", "out", "arch", "imagenet_weights", "patch_size", "patches_per_class",
+_PATCH_KEYS = ("workdir", "masks_dir", "boxes", "labels", "out", "arch", "imagenet_weights", "patch_size", "patches_per_class",
                "val_patches_per_class", "epochs", "batch_size", "lr", "weight_decay", "patience", "val_fraction",
                "seed", "device", "amp", "save_every", "stop_after_steps", "deterministic")
 _TRAIN_KEYS = ("workdir", "labels", "out", "task", "variant", "heatmaps", "init", "ensemble", "num_workers", "epochs",
@@ -113,8 +119,11 @@ def _train_patch(args) -> int:
     if args.resume:
         overrides = {k: v for k, v in given.items() if k in ("device", "stop_after_steps", "epochs", "save_every", "patience")}
         return _report(resume_patch(args.resume, **overrides), "patch training")
-    flags = {"workdir": "WORKDIR", "masks_dir": "--masks", "labels": "--labels", "out": "--out"}
+    flags = {"workdir": "WORKDIR", "labels": "--labels", "out": "--out"}
     missing = [flag for k, flag in flags.items() if k not in given]
+    if "masks_dir" not in given and "boxes" not in given:
+        missing.append("--masks and / or --boxes")
     if missing:
         raise UsageError(f"missing {', '.join(missing)} (or --resume RUN)")
+    given.setdefault("masks_dir", None)  # boxes only
     return _report(train_patch_config(PatchTrainConfig(**given)), "patch training")

@@ -127,6 +127,8 @@ class DicomInfo:
     field_of_view_horizontal_flip: str | None = None
     mirrored: bool | None = None
     pixel_problem: str | None = None
+    accession_number: str | None = None
+    study_date: str | None = None
 
     @property
     def view_name(self) -> str | None:
@@ -308,6 +310,8 @@ def _info_from(path: Path, ds, syntax: str | None, has_pixels: bool, pixel_lengt
         field_of_view_horizontal_flip=_str_or_none(ds.get("FieldOfViewHorizontalFlip")),
         mirrored=_mirroring_hint(laterality, orientation),
         pixel_problem=pixel_module_problem(ds, syntax, pixel_length) if has_pixels else None,
+        accession_number=_str_or_none(ds.get("AccessionNumber")),
+        study_date=_str_or_none(ds.get("StudyDate")),
     )
 
 

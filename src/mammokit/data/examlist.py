@@ -14,7 +14,8 @@ losslessly to and from the authors' pickled exam lists::
      # after heatmaps: paths relative to the work folder, aligned with the image names
      "heatmap_malignant": {"L-CC": ["heatmaps/malignant/0_L_CC.png"]}, "heatmap_benign": {...},
      # mammokit extras
-     "source_paths": {"L-CC": ["/archive/....dcm"]}}
+     "source_paths": {"L-CC": ["/archive/....dcm"]},
+     "source_shape": {"L-CC": [[H, W]]}}     # the original image's size (preprocessing)
 
 Image names are file stems under the work folder's image folder (``cropped/<name>.png``).
 ``window_location`` is in original-image coordinates; ``rightmost_points``, ``bottommost_points``
@@ -46,7 +47,12 @@ GEOMETRY_FIELDS = (
     "best_center",
 )
 HEATMAP_FIELDS = ("heatmap_malignant", "heatmap_benign")
-PER_IMAGE_FIELDS = GEOMETRY_FIELDS + HEATMAP_FIELDS + ("source_paths",)
+SOURCE_SHAPE_FIELD = "source_shape"
+"""Per image, ``[H, W]`` of the original (uncropped) image, recorded by preprocessing: with
+``window_location`` it maps original-image coordinates (lesion masks, boxes) into the crop."""
+MASK_FIELDS = ("mask_malignant", "mask_benign")
+"""Per image, the lesion mask path the manifest gave (or None)."""
+PER_IMAGE_FIELDS = GEOMETRY_FIELDS + HEATMAP_FIELDS + ("source_paths", SOURCE_SHAPE_FIELD) + MASK_FIELDS
 REFERENCE_EXAM_KEYS = ("horizontal_flip",) + VIEWS + GEOMETRY_FIELDS
 
 

@@ -2,13 +2,15 @@
 
 Manifest (one row per image)::
 
-    exam_id,view,path[,patient_id][,horizontal_flip][,split]
+    exam_id,view,path[,patient_id][,horizontal_flip][,split][,mask_malignant][,mask_benign]
     e001,L-CC,images/e001_L_CC.png,p01,NO,train
 
 ``view`` is one of L-CC, R-CC, L-MLO, R-MLO (``l_cc``, ``LCC``, ``L CC`` are accepted and
 normalised); ``horizontal_flip`` is YES/NO (default NO, the reference's meaning: YES = the whole
 exam is mirrored, L images have the chest wall on the right); relative paths are relative to the
-manifest's folder.
+manifest's folder. ``mask_malignant`` / ``mask_benign`` (optional, may be empty) give the image's
+lesion mask files, relative paths likewise; patch training requires a named mask to exist unless
+the breast's label says it has no such lesion (:mod:`mammokit.training.patches`).
 
 Labels (one row per exam)::
 
@@ -37,6 +39,9 @@ from mammokit.views import View, normalise_view_name
 MANIFEST_REQUIRED = ("exam_id", "view", "path")
 MANIFEST_OPTIONAL = ("patient_id", "horizontal_flip", "split")
 MANIFEST_COLUMNS = MANIFEST_REQUIRED + MANIFEST_OPTIONAL
+MASK_COLUMNS = ("mask_malignant", "mask_benign")
+"""Optional per-image lesion mask paths (uncropped, the image's size); kept per image in the exam
+records as ``mask_malignant`` / ``mask_benign`` ``{view: [path or None]}``."""
 LABELS_REQUIRED = ("exam_id",) + LABEL_COLUMNS
 _FLIP_VALUES = {"YES": "YES", "NO": "NO"}  # case-insensitive
 
@@ -56,6 +61,7 @@ class ManifestRow:
         patient_id: patient identifier or None (used for patient-disjoint splits).
         horizontal_flip: ``"YES"`` or ``"NO"``.
         split: e.g. ``train``/``val``/``test``, or None.
+        mask_malignant, mask_benign: lesion mask paths (resolved like ``path``), or None.
         line: line number in the CSV (1 = header), 0 for rows built in code.
     """
 
@@ -66,6 +72,8 @@ class ManifestRow:
     horizontal_flip: str = "NO"
     split: str | None = None
     line: int = 0
+    mask_malignant: Path | None = None
+    mask_benign: Path | None = None
 
 
 def sanitise_id(exam_id: str) -> str:
@@ -151,11 +159,11 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
         flip = _FLIP_VALUES.get(flip_raw.upper(), None) if flip_raw else "NO"
         if flip is None:
             raise ManifestError(f"{where}: horizontal_flip must be YES or NO, got {flip_raw!r}")
-        if "\x00" in rec["path"]:
-            raise ManifestError(f"{where}: path holds a NUL byte")
-        image = Path(os.path.expanduser(rec["path"]))
-        if not image.is_absolute():
-            image = base / image
+        for column in ("path", *MASK_COLUMNS):
+            if "\x00" in (rec.get(column) or ""):
+                raise ManifestError(f"{where}: {column} holds a NUL byte")
+        image = _resolve(rec["path"], base)
+        masks = {c: _resolve(rec[c], base) if rec.get(c) else None for c in MASK_COLUMNS}
         rows.append(
             ManifestRow(
                 exam_id=rec["exam_id"],
@@ -165,9 +173,15 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
                 horizontal_flip=flip,
                 split=rec.get("split") or None,
                 line=line,
+                **masks,
             )
         )
     return rows
+
+
+def _resolve(value: str, base: Path) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else base / path
 
 
 def _agree(exam: dict, key: str, value, row: ManifestRow, source: str) -> None:
@@ -212,7 +226,18 @@ def manifest_to_exams(rows: Iterable[ManifestRow], source: str | os.PathLike | N
         names = exam[row.view]
         names.append(image_name(row.exam_id, row.view, len(names)))
         exam["source_paths"][row.view].append(str(row.path))
-    return list(exams.values())
+        for column in MASK_COLUMNS:
+            value = getattr(row, column)
+            if value is not None:
+                exam.setdefault("_masks", {}).setdefault(column, []).append((row.view, len(names) - 1, str(value)))
+    out = list(exams.values())
+    for exam in out:  # mask paths aligned with the image names, only when the manifest gives some
+        for column, entries in exam.pop("_masks", {}).items():
+            per_view = {view: [None] * len(exam[view]) for view in VIEWS}
+            for view, index, value in entries:
+                per_view[view][index] = value
+            exam[column] = per_view
+    return out
 
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow]) -> None:
@@ -220,6 +245,7 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow]) -> None
     relative to it (so the folder can be moved), others absolute."""
     path = Path(path)
     base = path.resolve().parent
+    rows = list(rows)
     out = []
     for row in rows:
         image = Path(row.path)
@@ -237,7 +263,14 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow]) -> None
                 "split": row.split or "",
             }
         )
-    write_csv_atomic(path, out, MANIFEST_COLUMNS)
+    columns = list(MANIFEST_COLUMNS)
+    for column in MASK_COLUMNS:
+        if any(getattr(row, column) is not None for row in rows):
+            columns.append(column)
+            for record, row in zip(out, rows):
+                value = getattr(row, column)
+                record[column] = "" if value is None else str(value)
+    write_csv_atomic(path, out, columns)
 
 
 # ----------------------------------------------------------------------------- labels

@@ -3,7 +3,12 @@
 Every file under ``root`` is classified without reading pixels:
 
 * DICOM (``.dcm``/``.dicom`` or the ``DICM`` marker, so extension-less archives work): the header
-  gives exam = StudyInstanceUID, patient_id = PatientID, view = ``<ImageLaterality>-<view>``.
+  gives exam, patient_id = PatientID, view = ``<ImageLaterality>-<view>``. The exam id is chosen
+  so that it joins the labels table one has (``exam_id``; :data:`EXAM_ID_RULES`):
+  ``study`` (default) = StudyInstanceUID; ``accession`` = AccessionNumber (what RIS / screening
+  registries key on); ``patient-date`` = ``<PatientID>_<StudyDate>`` (e.g. ``P1_20190312``; two
+  studies of one patient on one day become one exam). A file without the field the rule needs
+  is rejected with the reason.
   Rejected, with a reason, when: unreadable header; Modality other than MG; PresentationIntentType
   FOR PROCESSING (raw detector data); no pixel data; several frames; missing laterality; missing
   view; a view other than CC/MLO (ML, LM, XCCL...); a view modifier (spot compression,
@@ -25,6 +30,7 @@ A bad file never stops the scan. Output order is deterministic: manifest rows so
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import Counter
@@ -36,7 +42,7 @@ from pathlib import Path
 from mammokit.config import VIEWS
 from mammokit.data.images import PNG_SIGNATURE, ImageReadError, is_dicom_file
 from mammokit.data.manifest import ManifestRow, write_manifest
-from mammokit.errors import InputFileError, MissingFileError
+from mammokit.errors import InputFileError, MissingFileError, UsageError
 from mammokit.utils.io import write_csv_atomic
 from mammokit.utils.log import get_logger, progress
 from mammokit.utils.text import safe_text, uid_problem
@@ -45,6 +51,7 @@ log = get_logger(__name__)
 
 PNG_NAME = re.compile(r"^(?P<exam>.+)_(?P<side>[LR])_(?P<view>CC|MLO)(?:_(?P<k>\d+))?$")
 REJECT_COLUMNS = ("path", "reason")
+EXAM_ID_RULES = ("study", "accession", "patient-date")
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,23 @@ def _walk(root: Path, skip: set[Path]) -> Iterator[Path]:
             yield path
 
 
-def classify_dicom(path: Path) -> _Item:
-    """Decide whether one DICOM file becomes a manifest row, from its header only."""
+def exam_id_of(info, rule: str = "study") -> tuple[str | None, str]:
+    """``(exam id, reason when None)`` of a DICOM header by one of :data:`EXAM_ID_RULES`."""
+    if rule == "study":
+        return info.study_uid, "missing StudyInstanceUID (the exam id)"
+    if rule == "accession":
+        return info.accession_number, "missing AccessionNumber (the exam id with --exam-id accession)"
+    if rule == "patient-date":
+        if not info.patient_id or not info.study_date:
+            missing = " and ".join(n for n, v in (("PatientID", info.patient_id), ("StudyDate", info.study_date)) if not v)
+            return None, f"missing {missing} (the exam id with --exam-id patient-date)"
+        return f"{info.patient_id}_{info.study_date}", ""
+    raise UsageError(f"unknown exam id rule {rule!r}; choose one of {', '.join(EXAM_ID_RULES)}")
+
+
+def classify_dicom(path: Path, exam_id: str = "study") -> _Item:
+    """Decide whether one DICOM file becomes a manifest row, from its header only (``exam_id``:
+    one of :data:`EXAM_ID_RULES`)."""
     from mammokit.data.dicom import read_dicom_info
 
     def reject(code: str, reason: str) -> _Item:
@@ -125,15 +147,18 @@ def classify_dicom(path: Path) -> _Item:
         return reject("other_view", f"view {info.view} is not CC or MLO")
     if info.view_modifiers:
         return reject("view_modifier", f"view modifier {', '.join(info.view_modifiers)} (not a standard screening view)")
-    if not info.study_uid:
-        return reject("no_study", "missing StudyInstanceUID (the exam id)")
     # UIDs become exam ids (CSV fields, JSON, file names) and duplicate keys: only well-formed
     # ones (digits and dots) are taken, so header bytes such as \x85 or "../" never travel on.
     for keyword, uid in (("StudyInstanceUID", info.study_uid), ("SOPInstanceUID", info.sop_instance_uid)):
         problem = uid_problem(uid) if uid is not None else None
         if problem:
             return reject("bad_uid", f"invalid {keyword} {safe_text(uid, max_len=80)!r}: {problem}")
-    row = ManifestRow(exam_id=info.study_uid, view=info.view_name, path=path.resolve(), patient_id=info.patient_id)
+    exam, why = exam_id_of(info, exam_id)
+    if not exam:
+        return reject({"study": "no_study", "accession": "no_accession", "patient-date": "no_patient_date"}[exam_id], why)
+    if exam_id != "study":  # accession numbers and patient ids are free header text, not UIDs
+        exam = safe_text(exam, escape_backslash=False)
+    row = ManifestRow(exam_id=exam, view=info.view_name, path=path.resolve(), patient_id=info.patient_id)
     return _Item(path, row=row, sop_uid=info.sop_instance_uid)
 
 
@@ -157,10 +182,10 @@ def classify_png(path: Path) -> _Item:
     return _Item(path, row=row)
 
 
-def _classify(path: Path) -> _Item:
+def _classify(path: Path, exam_id: str = "study") -> _Item:
     try:
         if is_dicom_file(path):
-            return classify_dicom(path)
+            return classify_dicom(path, exam_id)
         if path.suffix.lower() == ".png":
             return classify_png(path)
         return _Item(path, ignored=True)
@@ -174,6 +199,7 @@ def scan(
     rejects_out: str | os.PathLike | None = None,
     workers: int = 1,
     strict: bool = False,
+    exam_id: str = "study",
 ) -> ScanResult:
     """Scan ``root`` recursively and write a manifest CSV (and a ``path,reason`` rejects CSV).
 
@@ -184,11 +210,16 @@ def scan(
         workers: threads reading headers (helps on network storage); results do not depend on it.
         strict: make unreadable files (corrupt, truncated) fatal instead of rejected; files that
             are readable but unsuitable (other modality, view...) are still only rejected.
+        exam_id: how DICOM exam ids are formed: ``study`` | ``accession`` | ``patient-date``
+            (module docstring); PNG exam ids always come from the file name.
 
     Raises:
         FileNotFoundError / NotADirectoryError: ``root`` is not a folder.
         ValueError: nothing usable was found (the rejects CSV is still written).
     """
+    if exam_id not in EXAM_ID_RULES:
+        raise UsageError(f"unknown --exam-id {exam_id!r}; choose one of {', '.join(EXAM_ID_RULES)}")
+    classify = functools.partial(_classify, exam_id=exam_id)
     root = Path(root)
     if not root.exists():
         raise MissingFileError(f"{root}: folder not found")
@@ -206,13 +237,13 @@ def scan(
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             items = []
-            for item in pool.map(_classify, paths):  # map keeps input order
+            for item in pool.map(classify, paths):  # map keeps input order
                 items.append(item)
                 bar.update(1)
     else:
         items = []
         for path in paths:
-            items.append(_classify(path))
+            items.append(classify(path))
             bar.update(1)
     bar.close()
 

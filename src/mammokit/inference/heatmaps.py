@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mammokit.config import preset_of
+from mammokit.config import get_preset, preset_of, workdir_preset
 from mammokit.data.examlist import iter_images, load_exams, save_exams, set_image_field
 from mammokit.data.heatmap_io import write_heatmap_hdf5, write_heatmap_png
 from mammokit.data.images import read_image
@@ -40,6 +40,7 @@ from mammokit.heatmaps import (
     default_batch_size,
     num_patches,
 )
+from mammokit.models.presets import AUTO, check_against_workdir
 from mammokit.transforms import from_model_frame, standardize_image, to_model_frame
 from mammokit.utils.device import dtype_name, resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic
@@ -74,6 +75,18 @@ def heatmap_paths(name: str) -> dict[str, str]:
     }
 
 
+def _is_pickle(path: Path) -> bool:
+    """A torch.save file (zip or bare pickle), not a safetensors checkpoint. The safetensors
+    signature is checked first: its 8-byte header length can start with 0x80, like a pickle."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= path.stat().st_size:
+        return False
+    return head[:2] == b"PK" or head[:1] == b"\x80"
+
+
 def load_patch_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """A patch classifier from a mammokit checkpoint, or from the authors' ``.p`` file
     (converted on the fly). Returns ``(model, meta)``; ``meta["preset"]`` may be None."""
@@ -83,9 +96,7 @@ def load_patch_model(path: str | Path, device: str | torch.device = "cpu") -> tu
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: patch model not found")
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch.save pickle: the authors' weights
+    if _is_pickle(path):  # torch.save pickle: the authors' weights
         model, arch, args = reference_model(path, kind="patch")
         meta = {"arch": arch, "model_args": args, "preset": "paper", "extra": {"source_file": path.name}}
         model = model.to(device)
@@ -109,6 +120,7 @@ def make_heatmaps(
     patch_size: int | None = None,
     compile: bool | str = "auto",
     shard: str | Shard | None = None,
+    preset: Any = AUTO,
 ) -> dict[str, Any]:
     """Compute and write the heatmaps of every image of a preprocessed work folder.
 
@@ -122,8 +134,11 @@ def make_heatmaps(
     enough for that to pay (:func:`should_compile`), and falls back to eager, with a warning, if
     compilation fails (no C++ compiler, no Triton...).
 
-    Patch size and default stride come from the patch model checkpoint's preset, else from the
-    work folder's preset (``exams.json`` meta). The shortened strides are placed with a stream
+    Patch size and default stride come from ``preset``: ``"auto"`` (default) = the patch model
+    checkpoint's recorded preset, else the work folder's (``exams.json`` meta); a patch model
+    recorded at a preset other than the work folder's is a
+    :class:`~mammokit.config.PresetMismatchError` naming both. An explicit ``preset`` (name,
+    ``scale:F``, TOML file) must match the work folder's. The shortened strides are placed with a stream
     seeded by ``(seed, image name)``, so results do not depend on the order of the images.
 
     ``shard``: ``"i/N"`` computes only that shard's exams (see the module docstring); None: the
@@ -137,7 +152,7 @@ def make_heatmaps(
     exams, meta = load_exams(exams_path)
     sh = resolve_shard(shard)
     job = HeatmapJob.create(workdir, meta, patch_model, stride, batch_size, device, dtype, reference_layout, seed,
-                            patch_size, compile, exams)
+                            patch_size, compile, exams, preset=preset)
     if sh is None:
         out = job.compute(exams, list(range(len(exams))), strict, exams_path=exams_path, meta=meta)
         finish_heatmaps(exams_path, exams, meta, out["failures"], job.info)
@@ -200,16 +215,16 @@ class HeatmapJob:
 
     @classmethod
     def create(cls, workdir, meta, patch_model, stride, batch_size, device, dtype, reference_layout, seed,
-               patch_size, compile, exams, estimate_scale: float = 1.0) -> HeatmapJob:
+               patch_size, compile, exams, estimate_scale: float = 1.0, preset: Any = AUTO) -> HeatmapJob:
         """``exams``: the whole job's exams (the automatic compile decision is the job's);
         ``estimate_scale`` multiplies their patch estimate when only a part of the job is known
-        (a shard of ``mammokit run``)."""
+        (a shard of ``mammokit run``); ``preset``: see :func:`make_heatmaps`."""
         self = cls()
         self.workdir = Path(workdir)
         self.image_dir = self.workdir / meta.get("image_dir", "cropped")
         self.patch_model = patch_model
         self.reference_layout, self.seed = reference_layout, seed
-        self._init(meta, stride, batch_size, device, dtype, patch_size, compile, exams, estimate_scale)
+        self._init(meta, stride, batch_size, device, dtype, patch_size, compile, exams, estimate_scale, preset)
         return self
 
     def key(self, exams: list[dict]) -> str:
@@ -217,7 +232,8 @@ class HeatmapJob:
         return job_key("heatmaps", {**self.info, "patch_model": file_stamp(self.patch_model),
                                     "reference_layout": self.reference_layout, "compile": bool(self.compile)}, exams)
 
-    def _init(self, meta, stride, batch_size, device, dtype, patch_size, compile, exams, estimate_scale) -> None:
+    def _init(self, meta, stride, batch_size, device, dtype, patch_size, compile, exams, estimate_scale,
+              preset) -> None:
         workdir, patch_model, exams_path = self.workdir, self.patch_model, self.workdir / "exams.json"
         dev = resolve_device(device, local_rank())
         dt = resolve_dtype(dtype, dev, "heatmaps")
@@ -225,16 +241,17 @@ class HeatmapJob:
         if batch_size is None:
             batch_size = default_batch_size(model, dev)
         self.eager_model = model
-        work_preset = preset_of(meta.get("preset_config")) or preset_of(meta.get("preset"))
+        work_preset = workdir_preset(meta, exams_path) if (meta.get("preset_config") or meta.get("preset")) else None
         model_preset = preset_of(model_meta.get("preset"))
-        preset = model_preset or work_preset
+        if preset is not None and preset != AUTO:
+            preset = get_preset(preset)
+        else:
+            preset = model_preset or work_preset
         if preset is None and (patch_size is None or stride is None):
             raise UsageError(f"{exams_path}: no preset recorded and none in {patch_model}; pass patch_size and stride")
-        if model_preset and work_preset and abs(model_preset.scale - work_preset.scale) > 1e-9:
-            log.warning(
-                "patch model preset %s (scale %g) differs from the work folder's %s (scale %g)",
-                model_preset.name, model_preset.scale, work_preset.name, work_preset.scale,
-            )
+        if work_preset is not None:
+            check_against_workdir(preset if preset is not model_preset else AUTO, work_preset,
+                                  f"work folder {workdir}", [(f"patch model {patch_model}", model_preset)])
         patch_size = patch_size or preset.patch_size
         stride = stride or preset.heatmap_stride
         images = list(iter_images(exams))

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mammokit.config import LABEL_COLUMNS, VIEWS, Preset, get_preset, workdir_preset
+from mammokit.config import LABEL_COLUMNS, VIEWS, Preset, preset_of, workdir_preset
 from mammokit.errors import InputFileError, MammokitError, ResourceError, UsageError
 from mammokit.utils.device import autocast, dtype_name, resolve_device, resolve_dtype
 from mammokit.utils.io import write_csv_atomic
@@ -217,27 +217,6 @@ def load_models(model_paths: Sequence[str | Path], device) -> list[LoadedModel]:
     return loaded
 
 
-def _check_model_presets(models: Sequence[LoadedModel], preset: Preset) -> None:
-    for m in models:
-        p = m.preset
-        if isinstance(p, dict):
-            sizes = (tuple(p.get("cc_input_size", ())), tuple(p.get("mlo_input_size", ())))
-        elif isinstance(p, str) and p:
-            try:
-                q = get_preset(p)
-            except ValueError:
-                continue
-            sizes = (q.cc_input_size, q.mlo_input_size)
-        else:
-            continue
-        if sizes != (preset.cc_input_size, preset.mlo_input_size):
-            log.warning(
-                "%s was trained with input windows %s / %s but the work folder uses preset %s (%s / %s): "
-                "predictions will be off-distribution",
-                m.path, *sizes, preset.name, preset.cc_input_size, preset.mlo_input_size,
-            )
-
-
 def _score(
     m: LoadedModel, inputs: dict[str, torch.Tensor], batch_size: int, dtype, device
 ) -> torch.Tensor:
@@ -395,6 +374,7 @@ def predict(
     workers: int | None = None,
     split: str | None = None,
     shard: str | Shard | None = None,
+    preset: Any = "auto",
 ) -> PredictResult:
     """Predict the four breast-level probabilities of every exam of a work folder.
 
@@ -415,6 +395,10 @@ def predict(
         split: score only the exams whose ``split`` (from the manifest) equals this, e.g. "test".
         shard: ``"i/N"``: score only shard i of N (see the module docstring; needs ``output``);
             None: the whole job, or this rank's shard when launched by torchrun.
+        preset: ``"auto"`` (default): every model recorded at a preset must match the work
+            folder's; otherwise a preset (name, ``scale:F``, TOML file) that must match the work
+            folder's (models recorded at another then only get a warning). The windows are always
+            the work folder's.
 
     Returns:
         :class:`PredictResult`.
@@ -424,6 +408,7 @@ def predict(
     """
     from mammokit.data.examlist import load_exams
     from mammokit.data.views import MissingHeatmapsError
+    from mammokit.models.presets import check_against_workdir
 
     workdir = Path(workdir)
     exams, meta = load_exams(workdir / EXAMS_FILE)
@@ -431,29 +416,30 @@ def predict(
         exams = [e for e in exams if e.get("split") == split]
         if not exams:
             raise PredictError(f"{workdir / EXAMS_FILE}: no exam has split == {split!r}")
-    preset = workdir_preset(meta, workdir / EXAMS_FILE)
+    preset_obj = workdir_preset(meta, workdir / EXAMS_FILE)
     sh = resolve_shard(shard)
     if sh is not None and output is None:
         raise UsageError("a sharded predict needs an output file (its parts are written beside it)")
     dev = resolve_device(device, local_rank())
     dt = resolve_dtype(dtype, dev, "models")
-    info = prediction_meta(model_paths, tta, seed, dev, dt, preset, split)
+    info = prediction_meta(model_paths, tta, seed, dev, dt, preset_obj, split)
     models = load_models(model_paths, dev)
-    _check_model_presets(models, preset)
     if any(m.in_channels == 3 for m in models) and exams and not any(e.get("heatmap_malignant") for e in exams):
         needing = ", ".join(m.path for m in models if m.in_channels == 3)
         raise MissingHeatmapsError(
             f"{workdir}: no heatmaps in this work folder, but {needing} takes image + heatmaps inputs: "
             f"run `mammokit heatmaps {workdir} --patch-model PATCH_MODEL` first"
         )
+    check_against_workdir(preset, preset_obj, f"work folder {workdir}",
+                          [(f"model {m.path}", preset_of(m.preset)) for m in models])
     log.info(
         "predict: %d exams%s, %d model(s), tta %d, seed %d, device %s, precision %s, preset %s",
-        len(exams), f" (shard {sh})" if sh else "", len(models), tta, seed, dev, dtype_name(dt), preset.name,
+        len(exams), f" (shard {sh})" if sh else "", len(models), tta, seed, dev, dtype_name(dt), preset_obj.name,
     )
 
     def score(records: list[dict]) -> PredictResult:
         return predict_exams(
-            workdir, records, models, preset, tta=tta, seed=seed, device=dev, dtype=dt, batch_size=batch_size,
+            workdir, records, models, preset_obj, tta=tta, seed=seed, device=dev, dtype=dt, batch_size=batch_size,
             strict=strict, image_dir=meta.get("image_dir", "cropped"), workers=workers,
         )
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammokit.config import Preset
+from mammokit.config import Preset, describe_preset
 from mammokit.errors import MissingFileError, UsageError
 from mammokit.inference.predict import PredictResult, predict
 from mammokit.utils.log import get_logger
@@ -72,7 +72,7 @@ def run(
     out: str | Path,
     models: Sequence[str | Path],
     patch_model: str | Path | None = None,
-    preset: Preset | str = "paper",
+    preset: Preset | str = "auto",
     tta: int = 10,
     seed: int = 0,
     workers: int = 1,
@@ -92,7 +92,10 @@ def run(
             ``heatmaps/``, ``predictions.csv``).
         models: breast-level checkpoints (several = an ensemble).
         patch_model: patch-classifier checkpoint; required when a model uses heatmaps.
-        preset: resolution preset of the models (``paper`` for the authors' weights).
+        preset: ``"auto"`` (default): the preset the checkpoints record (models and patch
+            model must agree; :func:`mammokit.models.presets.resolve_preset`); or a preset name,
+            ``scale:F`` or TOML file. Every stage runs at it; an ``out`` preprocessed at another
+            preset is preprocessed again (each image's fingerprint holds the preset).
         tta, seed: test-time augmentation draws and seed (see :func:`predict`).
         workers: preprocessing processes.
         device: ``auto`` | ``cpu`` | ``cuda[:N]`` (heatmaps and models).
@@ -106,6 +109,7 @@ def run(
         shard: ``"i/N"``: run shard i of N (see the module docstring); None: the whole job, or
             this rank's shard under torchrun.
     """
+    from mammokit.models.presets import resolve_preset
     from mammokit.preprocess.pipeline import preprocess
 
     out = Path(out)
@@ -119,7 +123,8 @@ def run(
         raise UsageError(
             f"{', '.join(need)} take image + heatmaps inputs: give the patch classifier with --patch-model"
         )
-    # Checked before the long stages so a typo fails in seconds, not after preprocessing.
+    # Checked before the long stages so a typo or a preset mismatch fails in seconds.
+    preset = resolve_preset(preset, [*models, *([patch_model] if patch_model else [])])
     sh = resolve_shard(shard)
     if sh is not None:
         from mammokit.inference.run_shard import run_shard
@@ -130,7 +135,7 @@ def run(
         prep, heat, result = run_shard(sh, manifest, out, list(models), patch_model, need, preset, tta, seed, workers,
                                        device, dtype, batch_size, strict, heatmap_dtype, heatmap_batch_size, settings)
         return RunResult(workdir=out, preprocess=prep, heatmaps=heat, predictions=result)
-    log.info("run: stage 1/3 preprocess %s -> %s", manifest, out)
+    log.info("run: stage 1/3 preprocess %s -> %s at preset %s", manifest, out, describe_preset(preset))
     prep = preprocess(manifest, out, preset=preset, workers=workers, strict=strict)
     heat = None
     if need:
@@ -138,12 +143,12 @@ def run(
 
         log.info("run: stage 2/3 heatmaps with %s", patch_model)
         heat = make_heatmaps(out, patch_model, device=device, dtype=heatmap_dtype, batch_size=heatmap_batch_size,
-                             strict=strict)
+                             strict=strict, preset=preset)
     else:
         log.info("run: stage 2/3 heatmaps not needed (image-only models)")
     log.info("run: stage 3/3 predict")
     result = predict(
         out, list(models), tta=tta, seed=seed, device=device, dtype=dtype, batch_size=batch_size,
-        output=out / PREDICTIONS_FILE, strict=strict,
+        output=out / PREDICTIONS_FILE, strict=strict, preset=preset,
     )
     return RunResult(workdir=out, preprocess=prep, heatmaps=heat, predictions=result)

@@ -23,6 +23,7 @@ from mammokit.models.checkpoint import (
     save_ensemble,
 )
 from mammokit.models.patch import PatchDenseNet121, PatchNetSmall
+from mammokit.models.presets import checkpoint_preset, resolve_preset
 from mammokit.models.resnet22 import ResNet22
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "PatchDenseNet121",
     "PatchNetSmall",
     "ResNet22",
+    "checkpoint_preset",
     "init_columns_from",
     "create_model",
     "list_models",
@@ -40,6 +42,7 @@ __all__ = [
     "probabilities_from_logits",
     "read_checkpoint",
     "register_model",
+    "resolve_preset",
     "save_checkpoint",
     "save_ensemble",
 ]

@@ -2,7 +2,8 @@
 
 Metadata (all strings, as safetensors requires): ``format`` ("mammokit.checkpoint"), ``version``,
 ``kind`` ("model" | "ensemble"), ``arch`` (registry name), ``model_args`` (JSON), ``preset``
-(JSON: a preset dict or name, or null), ``extra`` (JSON: epoch, metrics, provenance...). An
+(JSON: the preprocessing preset as a dict of every size, see :mod:`mammokit.models.presets`;
+null when unknown), ``extra`` (JSON: epoch, metrics, provenance...). An
 ensemble stores its members' tensors as ``member{i}.<key>`` and ``members`` (JSON list of
 ``{"arch", "model_args"}``).
 
@@ -35,8 +36,14 @@ class CheckpointError(InputFileError):
 
 
 def _preset_json(preset: Any) -> Any:
-    if preset is None or isinstance(preset, (str, dict)):
+    """The preset as a full dict (every size, so the checkpoint describes itself even if a named
+    preset's definition changes later); a dict is stored as given."""
+    from mammokit.config import get_preset
+
+    if preset is None or isinstance(preset, dict):
         return preset
+    if isinstance(preset, str):
+        return get_preset(preset).to_dict()
     if hasattr(preset, "to_dict"):
         return preset.to_dict()
     raise TypeError(f"preset must be a name, a dict or a Preset, got {type(preset).__name__}")

@@ -7,7 +7,8 @@ breast (:func:`~mammokit.preprocess.crop.crop_mammogram`), find the optimal wind
     WORKDIR/cropped/<name>.png          16-bit crop, ORIGINAL orientation (as the reference)
     WORKDIR/exams.json                  exam list (data/examlist.py) with, per image,
                                         window_location, rightmost_points, bottommost_points,
-                                        distance_from_starting_side, best_center, source_paths;
+                                        distance_from_starting_side, best_center, source_paths,
+                                        source_shape (the original image's [H, W]);
                                         meta: preset, preset_config, image_dir="cropped",
                                         background_threshold
     WORKDIR/preprocess_failures.csv     exam_id,view,path,reason (header only when none failed)
@@ -16,7 +17,10 @@ breast (:func:`~mammokit.preprocess.crop.crop_mammogram`), find the optimal wind
 Failures are per image: a bad image is reported (log + failures CSV) and dropped from its exam's
 view list, the exam keeps its other images and downstream stages decide what to do with a missing
 view; ``strict=True`` makes the first failure fatal (:class:`PreprocessError`). A breast that does
-not start at the chest-wall edge is kept (as in the reference) and reported as a warning.
+not start at the chest-wall edge is kept (as in the reference) and reported as a warning. An
+image smaller than the preset's model window (:func:`check_image_fits`: a preset for another
+resolution, e.g. the paper preset on quarter-scale images) fails with the image's size and the
+window's; it is never cropped into a mostly-padding window.
 
 Resuming: after an image's PNG is written, a sidecar JSON is written atomically with its geometry
 and a fingerprint (source path, source size and mtime, preset, background threshold). A re-run
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -43,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from mammokit.config import VIEWS, Preset, get_preset
-from mammokit.data.examlist import GEOMETRY_FIELDS, HEATMAP_FIELDS, save_exams
+from mammokit.data.examlist import GEOMETRY_FIELDS, HEATMAP_FIELDS, MASK_FIELDS, SOURCE_SHAPE_FIELD, save_exams
 from mammokit.errors import InputFileError, UsageError
 from mammokit.preprocess.center import optimal_center
 from mammokit.preprocess.crop import CropError, crop_mammogram
@@ -57,7 +62,7 @@ SIDECAR_DIR = ".preprocess"
 EXAMS_FILE = "exams.json"
 FAILURES_FILE = "preprocess_failures.csv"
 FAILURE_COLUMNS = ("exam_id", "view", "path", "reason")
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2  # 2: geometry holds source_shape
 
 
 class PreprocessError(InputFileError):
@@ -125,6 +130,34 @@ class PreprocessReport:
         return text
 
 
+class PresetDoesNotFitError(CropError):
+    """An image smaller than the preset's model-input window (a preset for another resolution)."""
+
+
+def check_image_fits(shape: Sequence[int], view: str, preset: Preset) -> None:
+    """Refuse an image smaller than the preset's model window for its view.
+
+    The window (``preset.input_size(view)``, e.g. 2677 x 1942 for a paper CC) is a part of the
+    breast at the preset's pixel size; a full image smaller than it is at another resolution (the
+    paper preset on quarter-scale images), and cropping it would give the model a window that is
+    mostly zero padding. A breast *crop* smaller than the window is normal and is zero-padded, as
+    in the reference; the whole *image* must hold the window.
+
+    Raises:
+        PresetDoesNotFitError: naming the image size, the preset and its window size.
+    """
+    h, w = (int(v) for v in tuple(shape)[:2])
+    wh, ww = (int(v) for v in preset.input_size(view))
+    if h < wh or w < ww:
+        # The largest scale (3 decimals, rounded down) whose window fits this image.
+        suggest = math.floor(min(h / wh, w / ww) * preset.scale * 1000) / 1000
+        raise PresetDoesNotFitError(
+            f"image {h}x{w} is smaller than preset {preset.name!r}'s {view} window {wh}x{ww} (H x W): the "
+            f"preset is for another resolution; use a preset for these images (e.g. --preset scale:{suggest:g}, "
+            f"or --preset auto with the model trained on such images)"
+        )
+
+
 def preprocess_image(
     image: np.ndarray,
     view: str,
@@ -142,15 +175,18 @@ def preprocess_image(
         background_threshold: see :func:`~mammokit.preprocess.crop.crop_mammogram`.
 
     Raises:
-        CropError: the image cannot be cropped (reason in the message).
+        CropError: the image cannot be cropped (reason in the message), or
+        :class:`PresetDoesNotFitError`: the image is smaller than the preset's model window.
     """
     preset = get_preset(preset)
+    check_image_fits(np.shape(image), view, preset)
     crop = crop_mammogram(image, view, horizontal_flip, preset, background_threshold)
     center = optimal_center(
         crop.cropped, view, horizontal_flip, crop.rightmost_points, crop.bottommost_points, preset
     )
     geometry = crop.geometry()
     geometry["best_center"] = [int(center[0]), int(center[1])]
+    geometry[SOURCE_SHAPE_FIELD] = [int(image.shape[0]), int(image.shape[1])]
     return ImagePreprocessResult(cropped=crop.cropped, geometry=geometry, warnings=crop.warnings)
 
 
@@ -378,19 +414,25 @@ def _assemble(exams: Sequence[dict], jobs: list[_Job], results: list[dict]) -> l
             record.pop(key, None)
         sources = record.get("source_paths") or {}
         kept_sources: dict[str, list] = {view: [] for view in VIEWS}
-        geometry = {key: {view: [] for view in VIEWS} for key in GEOMETRY_FIELDS}
+        masks = {key: record[key] for key in MASK_FIELDS if isinstance(record.get(key), dict)}
+        kept_masks: dict[str, dict[str, list]] = {key: {view: [] for view in VIEWS} for key in masks}
+        geometry = {key: {view: [] for view in VIEWS} for key in GEOMETRY_FIELDS + (SOURCE_SHAPE_FIELD,)}
         for view in VIEWS:
             names = []
-            for name, source in zip(exam.get(view, []), sources.get(view, [])):
+            for k, (name, source) in enumerate(zip(exam.get(view, []), sources.get(view, []))):
                 result = by_name[name]
                 if "error" in result:
                     continue
                 names.append(name)
                 kept_sources[view].append(source)
-                for key in GEOMETRY_FIELDS:
+                for key, per_view in masks.items():
+                    values = per_view.get(view) or []
+                    kept_masks[key][view].append(values[k] if k < len(values) else None)
+                for key in geometry:
                     geometry[key][view].append(result["geometry"][key])
             record[view] = names
         record["source_paths"] = kept_sources
+        record.update(kept_masks)
         record.update(geometry)
         out.append(record)
     return out

@@ -188,9 +188,11 @@ class PatchTrainConfig(_ConfigMixin):
     mammokit's, documented in :mod:`mammokit.training.patches`.
 
     Attributes:
-        workdir, masks_dir, labels, out: work folder, lesion masks folder (``<stem>_malignant.png``
-            / ``<stem>_benign.png``, uncropped, original orientation), labels CSV (for ``split``),
-            run folder.
+        workdir, masks_dir, labels, out: work folder, lesion masks folder (``<name>_malignant.png``
+            / ``<name>_benign.png``, uncropped, original orientation; None = boxes only), labels CSV
+            (``split``, and the breast labels of the missing-localisation rule), run folder.
+        boxes: lesion boxes CSV (``exam_id,view,label,x0,y0,x1,y1``, original pixels;
+            :mod:`mammokit.data.boxes`), or None. At least one of ``masks_dir`` / ``boxes``.
         arch: ``densenet121_patch`` or ``patchnet_small``; ``None`` = the preset's patch model.
         imagenet_weights: local file with ImageNet weights for DenseNet-121 (nothing is downloaded).
         patch_size: patch side in pixels; ``None`` = ``preset.patch_size`` (256 at full scale).
@@ -208,11 +210,12 @@ class PatchTrainConfig(_ConfigMixin):
     """
 
     workdir: str
-    masks_dir: str
+    masks_dir: str | None
     labels: str
     out: str
     arch: str | None = None
     imagenet_weights: str | None = None
+    boxes: str | None = None
     patch_size: int | None = None
     patches_per_class: int = 512
     val_patches_per_class: int = 128
@@ -250,9 +253,11 @@ class PatchTrainConfig(_ConfigMixin):
             raise UsageError(f"normal_ratio must be in (0, 10], got {self.normal_ratio}")
         if self.patch_size is not None and self.patch_size < 8:
             raise UsageError(f"patch_size must be >= 8, got {self.patch_size}")
-        self.workdir, self.masks_dir, self.labels, self.out = map(
-            str, (self.workdir, self.masks_dir, self.labels, self.out)
-        )
+        self.workdir, self.labels, self.out = map(str, (self.workdir, self.labels, self.out))
+        if self.masks_dir is None and self.boxes is None:
+            raise UsageError("patch training needs lesion masks (--masks DIR) and / or boxes (--boxes boxes.csv)")
+        self.masks_dir = None if self.masks_dir is None else str(self.masks_dir)
+        self.boxes = None if self.boxes is None else str(self.boxes)
         if self.imagenet_weights is not None:
             self.imagenet_weights = str(self.imagenet_weights)
 

@@ -56,17 +56,74 @@ log = get_logger(__name__)
 
 
 def load_patch_images(
-    exams: list[dict], workdir: Path, masks_dir: Path, image_dir: str
+    exams: list[dict], workdir: Path, masks_dir: Path | None, image_dir: str,
+    boxes: dict | None = None, labels: dict | None = None, counts: dict | None = None,
 ) -> tuple[list[PatchImage], list[dict[str, str]]]:
-    """Every image of ``exams`` with its masks; unreadable ones are returned as excluded rows."""
-    images, excluded = [], []
+    """Every usable image of ``exams`` with its lesion localisation (masks and / or ``boxes``,
+    ``{(exam_id, view): [Box]}``); unreadable ones are returned as excluded rows.
+
+    With ``labels`` (``{exam_id: row}``): an image of a breast labelled malignant (benign) without
+    a malignant (benign) mask or box is excluded too (its lesion would be sampled as normal
+    tissue). ``counts`` (updated in place) gets ``unlocalised_malignant_breasts`` /
+    ``unlocalised_benign_breasts`` (labelled breasts with no localisation in any view) and
+    ``unlocalised_images`` (images left out for that reason), which are also logged.
+
+    Raises:
+        MissingFileError: an explicit mask path that does not exist, for a breast whose label
+            says it has that lesion.
+    """
+    from mammokit.errors import MammokitError
+
+    loaded: list[tuple[dict, str, PatchImage]] = []
+    excluded: list[dict[str, str]] = []
     todo = [(e, v, i) for e in exams for v in VIEWS for i in range(len(e.get(v) or []))]
     for exam, view, index in progress(todo, desc="load patch images"):
+        exam_id = str(exam.get("exam_id"))
+        row = labels.get(exam_id) if labels is not None else None
         try:
-            images.append(load_patch_image(workdir, exam, view, index, masks_dir, image_dir))
-        except (ValueError, OSError) as exc:
-            excluded.append({"exam_id": str(exam.get("exam_id")), "image": exam[view][index], "reason": str(exc)})
+            image = load_patch_image(workdir, exam, view, index, masks_dir, image_dir,
+                                     boxes=(boxes or {}).get((exam_id, view)), labels=row)
+        except MissingFileError:
+            raise
+        except (MammokitError, ValueError, OSError) as exc:
+            excluded.append({"exam_id": exam_id, "image": exam[view][index], "reason": str(exc)})
             log.warning("excluding image %s: %s", exam[view][index], exc)
+            continue
+        loaded.append((exam, view, image))
+    counts = counts if counts is not None else {}
+    for key in ("unlocalised_malignant_breasts", "unlocalised_benign_breasts", "unlocalised_images"):
+        counts.setdefault(key, 0)
+    if labels is None:
+        return [im for *_, im in loaded], excluded
+    # Per breast and class: is the lesion the label speaks of localised in any of its views?
+    localised: dict[tuple[str, str, str], bool] = {}
+    for exam, view, image in loaded:
+        for cls in ("malignant", "benign"):
+            key = (str(exam.get("exam_id")), view[0], cls)
+            localised[key] = localised.get(key, False) or bool(getattr(image, cls).any())
+    images = []
+    for exam, view, image in loaded:
+        exam_id = str(exam.get("exam_id"))
+        row = labels.get(exam_id) or {}
+        side = "left" if view.startswith("L") else "right"
+        missing = [cls for cls in ("malignant", "benign")
+                   if int(row.get(f"{side}_{cls}") or 0) == 1 and not getattr(image, cls).any()]
+        if missing:
+            reason = f"{side} breast labelled {' and '.join(missing)} but no {' / '.join(missing)} mask or box in this view"
+            excluded.append({"exam_id": exam_id, "image": image.name, "reason": reason})
+            counts["unlocalised_images"] += 1
+            continue
+        images.append(image)
+    for (exam_id, _side, cls), ok in localised.items():
+        side = "left" if _side == "L" else "right"
+        if not ok and int((labels.get(exam_id) or {}).get(f"{side}_{cls}") or 0) == 1:
+            counts[f"unlocalised_{cls}_breasts"] += 1
+    if counts["unlocalised_images"]:
+        log.warning(
+            "%d malignant and %d benign breast(s) have no mask or box at all; %d image(s) of labelled breasts "
+            "without a mask or box in their view are left out of patch training (listed in excluded_images.csv)",
+            counts["unlocalised_malignant_breasts"], counts["unlocalised_benign_breasts"], counts["unlocalised_images"],
+        )
     return images, excluded
 
 
@@ -164,11 +221,11 @@ def resume_patch(run_dir: str | Path, **overrides: Any) -> dict[str, Any]:
     return train_patch_config(config, resume=True)
 
 
-def _split_exams(config: PatchTrainConfig, exams: list[dict]) -> tuple[list[dict], list[dict]]:
+def _split_exams(config: PatchTrainConfig, exams: list[dict], labels: dict | None = None) -> tuple[list[dict], list[dict]]:
     from mammokit.data.manifest import read_labels
     from mammokit.training.datasets import TRAIN_SPLITS, VAL_SPLITS, split_by_patient
 
-    labels = read_labels(config.labels)
+    labels = labels if labels is not None else read_labels(config.labels)
     known = [e for e in exams if str(e.get("exam_id")) in labels]
     if config.val_fraction is not None or not any(labels[str(e["exam_id"])].get("split") for e in known):
         if config.val_fraction is None:
@@ -193,17 +250,30 @@ def train_patch_config(config: PatchTrainConfig, resume: bool = False) -> dict[s
     device = resolve_device(config.device)
     run = Path(config.out)
     check_run_folder(run, resume)
-    workdir, masks_dir = Path(config.workdir), Path(config.masks_dir)
-    if not masks_dir.is_dir():
+    from mammokit.data.boxes import read_boxes
+    from mammokit.data.manifest import read_labels
+
+    workdir = Path(config.workdir)
+    masks_dir = Path(config.masks_dir) if config.masks_dir is not None else None
+    if masks_dir is not None and not masks_dir.is_dir():
         raise MissingFileError(f"{masks_dir}: masks folder not found")
+    boxes = read_boxes(config.boxes) if config.boxes is not None else None
+    labels = read_labels(config.labels)
     exams, meta = load_exams(workdir / "exams.json")
     preset = workdir_preset(meta, workdir / "exams.json")
     size = int(config.patch_size or preset.patch_size)
     arch = config.arch or ("densenet121_patch" if preset.patch_arch.startswith("densenet") else "patchnet_small")
-    train_exams, val_exams = _split_exams(config, exams)
+    train_exams, val_exams = _split_exams(config, exams, labels)
     image_dir = str(meta.get("image_dir", "cropped"))
-    train_images, ex1 = load_patch_images(train_exams, workdir, masks_dir, image_dir)
-    val_images, ex2 = load_patch_images(val_exams, workdir, masks_dir, image_dir)
+    if boxes is not None:
+        known = {(str(e.get("exam_id")), v) for e in exams for v in VIEWS if e.get(v)}
+        stray = [key for key in boxes if key not in known]
+        if stray:
+            log.warning("%s: %d box group(s) name an exam / view not in %s (first: %s %s)", config.boxes,
+                        len(stray), workdir / "exams.json", *stray[0])
+    counts: dict[str, int] = {}
+    train_images, ex1 = load_patch_images(train_exams, workdir, masks_dir, image_dir, boxes, labels, counts)
+    val_images, ex2 = load_patch_images(val_exams, workdir, masks_dir, image_dir, boxes, labels, counts)
     if not train_images or not val_images:
         raise InputFileError(f"{workdir}: no usable {'training' if not train_images else 'validation'} images for patch training")
     run.mkdir(parents=True, exist_ok=True)
@@ -211,7 +281,8 @@ def train_patch_config(config: PatchTrainConfig, resume: bool = False) -> dict[s
     model_args = {"num_classes": len(CLASS_NAMES), "in_chans": 1}
     write_run_config(run, config.to_dict(), {"preset": preset.to_dict(), "arch": arch, "patch_size": size,
                                              "train_images": len(train_images), "val_images": len(val_images),
-                                             "model_args": model_args, "classes": list(CLASS_NAMES)})
+                                             "model_args": model_args, "classes": list(CLASS_NAMES),
+                                             "excluded_images": len(ex1) + len(ex2), **counts})
     val_items = sample_patches(val_images, config.val_patches_per_class, size, rng_for(config.seed, "val-patches"),
                                config.lesion_fraction, config.min_tissue_fraction, config.hard_negative_fraction)
     if len({it[3] for it in val_items}) < 2:

@@ -2,16 +2,34 @@
 
 Images are seen exactly as the heatmap generator sees them (:mod:`mammokit.inference.heatmaps`): the
 cropped image flipped so the chest wall is on the left, then standardised over the whole image.
-The lesion masks (uncropped, original orientation, uint8 0/255, ``<stem>_malignant.png`` and
-``<stem>_benign.png`` where ``<stem>`` is the source image's file stem) are cut with the exam's
-``window_location`` and flipped the same way, so mask and image pixels correspond.
+
+Lesion localisation comes from pixel masks, boxes, or both:
+
+* masks (uncropped, original orientation, uint8 0/255), for each class ``malignant`` / ``benign``:
+  the image's explicit mask path when the manifest gave one (``mask_malignant`` /
+  ``mask_benign`` columns, kept per image in ``exams.json``), else in the masks folder
+  ``<image name>_<class>.png`` (the importers' ``<exam>_<L|R>_<CC|MLO>_<class>.png``) or
+  ``<source stem>_<class>.png``. They are cut with the image's ``window_location`` and flipped
+  as the image, so mask and image pixels correspond. A mask must be the size of its original
+  image (``source_shape``) when preprocessing recorded it.
+* boxes (``boxes.csv``, original pixels, :mod:`mammokit.data.boxes`), mapped into the crop's model
+  frame; the pixels of a box that are breast tissue become that class's lesion region, and the
+  whole box is kept out of normal patches.
+
+With the labels given, missing localisation is handled per breast and class: an explicit mask
+path that does not exist is a :class:`~mammokit.errors.MissingFileError` naming it, unless the
+breast's label says it has no lesion of that class (then it is ignored); an image of a breast
+labelled malignant (benign) that has no malignant (benign) mask or box is left out of patch
+training (its lesion would be sampled as normal tissue); breasts without any localisation are
+counted, logged and recorded in the run's ``config.json`` (:func:`mammokit.training.patch.load_patch_images`).
 
 Label rule (classes: 0 = malignant, 1 = benign, 2 = normal), for a ``P x P`` patch:
 
 * the *centre region* is the central ``P/2 x P/2`` square;
 * **malignant** if at least ``lesion_fraction`` of the centre region is malignant mask;
 * otherwise **benign** if at least ``lesion_fraction`` of the centre region is benign mask;
-* otherwise **normal** if the centre region holds no lesion pixel at all;
+* otherwise **normal** if the centre region holds no lesion pixel at all and the patch touches
+  no lesion box;
 * otherwise ambiguous (a lesion's rim): not used;
 * any patch whose breast-tissue fraction (non-zero pixels of the cropped image) is below
   ``min_tissue_fraction`` is background and rejected.
@@ -36,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mammokit.errors import InputFileError
+from mammokit.errors import InputFileError, MissingFileError
 from mammokit.transforms import standardize_image, to_model_frame
 from mammokit.utils.log import get_logger
 
@@ -56,6 +74,7 @@ class PatchImage:
         name: image name (``cropped/<name>.png``).
         image: standardised float32 ``[H, W]``.
         malignant, benign, tissue: bool ``[H, W]`` masks.
+        boxed: bool ``[H, W]``, pixels inside a lesion box (None without boxes).
     """
 
     name: str
@@ -64,33 +83,67 @@ class PatchImage:
     malignant: np.ndarray
     benign: np.ndarray
     tissue: np.ndarray
+    boxed: np.ndarray | None = None  # bool [H, W]: inside any lesion box (never a normal patch)
 
 
-def _read_mask(path: Path, shape_full: tuple[int, int] | None) -> np.ndarray | None:
+def _read_mask(path: Path, source_shape) -> np.ndarray:
     from mammokit.data.images import read_png8
 
-    if not path.exists():
-        return None
     mask = read_png8(path)
     if mask.ndim != 2:
         raise InputFileError(f"{path}: a mask must be a 2-D grayscale image, got shape {mask.shape}")
+    if source_shape is not None and tuple(mask.shape) != tuple(int(v) for v in source_shape):
+        raise InputFileError(
+            f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} but its image is "
+            f"{int(source_shape[0])}x{int(source_shape[1])} (masks are at the original image's size)"
+        )
     return mask > 127
 
 
+def _side_label(labels: dict | None, view: str, cls: str) -> int | None:
+    """The breast's 0/1 label for ``cls`` (None without labels)."""
+    if labels is None:
+        return None
+    side = "left" if view.startswith("L") else "right"
+    value = labels.get(f"{side}_{cls}")
+    return None if value is None else int(value)
+
+
+def _mask_path(exam: dict, view: str, index: int, cls: str, masks_dir: Path | None, name: str, stem: str):
+    """``(path, explicit)``: the image's mask file for ``cls`` or None."""
+    explicit = ((exam.get(f"mask_{cls}") or {}).get(view) or [])
+    if index < len(explicit) and explicit[index]:
+        return Path(explicit[index]), True
+    if masks_dir is not None:
+        for candidate in dict.fromkeys((name, stem)):
+            path = masks_dir / f"{candidate}_{cls}.png"
+            if path.exists():
+                return path, False
+    return None, False
+
+
 def load_patch_image(
-    workdir: str | Path, exam: dict, view: str, index: int, masks_dir: str | Path, image_dir: str = "cropped"
+    workdir: str | Path, exam: dict, view: str, index: int, masks_dir: str | Path | None, image_dir: str = "cropped",
+    boxes: list | None = None, labels: dict | None = None,
 ) -> PatchImage:
-    """Read a cropped image and its lesion masks (cropped with ``window_location``, flipped as
-    the image): ``<source stem>_<class>.png``, else ``<image name>_<class>.png``. A missing mask
-    file means no lesion of that class in the image.
+    """Read a cropped image and its lesion localisation (see the module docstring).
+
+    Args:
+        masks_dir: masks folder, or None (boxes or explicit mask paths only).
+        boxes: this image's :class:`~mammokit.data.boxes.Box` list (original pixels), or None.
+        labels: the exam's labels row (``left_malignant``...), for the missing-mask rule; None =
+            a missing mask means no lesion.
 
     Raises:
-        ValueError / ImageReadError naming the file: unreadable image, a mask whose size does not
-        contain the crop window.
+        MissingFileError: an explicit mask path that does not exist, for a breast labelled with a
+            lesion of that class. InputFileError / ImageReadError naming the file: unreadable
+            image, a mask whose size is not its image's.
     """
+    from mammokit.data.boxes import box_mask, box_to_crop_frame
     from mammokit.data.images import read_image
 
-    workdir, masks_dir = Path(workdir), Path(masks_dir)
+    workdir = Path(workdir)
+    masks_dir = Path(masks_dir) if masks_dir is not None else None
     name = exam[view][index]
     path = workdir / image_dir / f"{name}.png"
     raw = read_image(path)
@@ -102,27 +155,41 @@ def load_patch_image(
         raise InputFileError(f"exam {exam.get('exam_id')}: no window_location for {view}[{index}] (run preprocessing)") from None
     if (bottom - top, right - left) != raw.shape:
         raise InputFileError(f"{path}: image is {raw.shape}, window_location {top, bottom, left, right} says otherwise")
+    shapes = (exam.get("source_shape") or {}).get(view) or []
+    source_shape = shapes[index] if index < len(shapes) else None
+    flip = exam.get("horizontal_flip", "NO")
     masks = {}
     for cls in ("malignant", "benign"):
-        # Masks are named after the source image's stem (synthetic / reference data) or after the
-        # image name <exam>_<L|R>_<CC|MLO> (``mammokit import``, whose sources are e.g. 1-1.dcm).
-        mpath = masks_dir / f"{stem}_{cls}.png"
-        if not mpath.exists() and stem != name:
-            mpath = masks_dir / f"{name}_{cls}.png"
-        full = _read_mask(mpath, None)
-        if full is None:
+        mpath, explicit = _mask_path(exam, view, index, cls, masks_dir, name, stem)
+        if mpath is not None and not mpath.exists():
+            if _side_label(labels, view, cls) == 0:
+                mpath = None  # the breast has no such lesion: its mask is not needed
+            else:
+                raise MissingFileError(f"{mpath}: {cls} mask of {name} (exam {exam.get('exam_id')}, {view}) not found")
+        if mpath is None:
             masks[cls] = np.zeros(raw.shape, bool)
             continue
+        full = _read_mask(mpath, source_shape)
         if full.shape[0] < bottom or full.shape[1] < right:
             raise InputFileError(f"{mpath}: mask is {full.shape}, smaller than the crop window {top, bottom, left, right}")
-        masks[cls] = full[top:bottom, left:right]
-    flip = exam.get("horizontal_flip", "NO")
-    raw = to_model_frame(raw, view, flip)
-    masks = {k: to_model_frame(v, view, flip) for k, v in masks.items()}
-    image = standardize_image(np.ascontiguousarray(raw)).numpy()
+        masks[cls] = to_model_frame(full[top:bottom, left:right], view, flip)
+    raw = np.ascontiguousarray(to_model_frame(raw, view, flip))
+    tissue = raw > 0
+    boxed = None
+    if boxes:
+        mapped = {cls: [] for cls in ("malignant", "benign")}
+        for box in boxes:
+            frame = box_to_crop_frame((box.x0, box.y0, box.x1, box.y1), (top, bottom, left, right), view, flip)
+            if frame is not None:
+                mapped[box.label].append(frame)
+        boxed = box_mask(mapped["malignant"] + mapped["benign"], raw.shape)
+        for cls, frames in mapped.items():
+            if frames:
+                masks[cls] = masks[cls] | (box_mask(frames, raw.shape) & tissue)
+    image = standardize_image(raw).numpy()
     return PatchImage(
         name, str(exam.get("exam_id")), image,
-        np.ascontiguousarray(masks["malignant"]), np.ascontiguousarray(masks["benign"]), np.ascontiguousarray(raw > 0),
+        np.ascontiguousarray(masks["malignant"]), np.ascontiguousarray(masks["benign"]), tissue, boxed,
     )
 
 
@@ -150,6 +217,8 @@ def patch_label(img: PatchImage, y0: int, x0: int, size: int, lesion_fraction: f
     if ben >= lesion_fraction:
         return BENIGN
     if mal == 0 and ben == 0:
+        if img.boxed is not None and _window(img.boxed, y0, x0, size).any():
+            return None  # a box is a coarse outline: normal patches stay clear of all of it
         return NORMAL
     return None
 

@@ -122,7 +122,11 @@ class DemoSettings:
     n_readers: int = 14
 
     def preset(self) -> Preset:
-        return scaled_preset(f"demo{self.scale:g}", self.scale, patch_arch="patchnet_small")
+        """The demo's preset: the paper's sizes times ``scale``, with the demo's heatmap stride, so
+        the checkpoints it trains record the stride their heatmaps were made with (and
+        ``mammokit run --model ... --patch-model ...`` on new exams needs no preset flag)."""
+        base = scaled_preset(f"demo{self.scale:g}", self.scale, patch_arch="patchnet_small")
+        return dataclasses.replace(base, heatmap_stride=self.heatmap_stride)
 
     def to_dict(self) -> dict:
         # Through JSON so that a dict read back from a file compares equal (tuples -> lists).
