@@ -166,6 +166,8 @@ _VALUE_CHECKS = {
     "heatmap_malignant": lambda v: isinstance(v, str) and bool(v),
     "heatmap_benign": lambda v: isinstance(v, str) and bool(v),
     "source_paths": lambda v: isinstance(v, str) and bool(v),
+    SOURCE_SHAPE_FIELD: _is_pair,
+    **{field: (lambda v: isinstance(v, str) and bool(v)) for field in MASK_FIELDS},
 }
 _VALUE_SHAPES = {
     "window_location": "[top, bottom, left, right] (ints)",
@@ -176,6 +178,8 @@ _VALUE_SHAPES = {
     "heatmap_malignant": "a path",
     "heatmap_benign": "a path",
     "source_paths": "a path",
+    SOURCE_SHAPE_FIELD: "[height, width] (ints)",
+    **{field: "a path" for field in MASK_FIELDS},
 }
 
 
