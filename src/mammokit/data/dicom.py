@@ -190,6 +190,53 @@ def _view_from_code_sequence(ds) -> tuple[str | None, list[str]]:
     return view, modifiers
 
 
+# VRs whose raw bytes are plain ASCII text (PS3.5 6.2: no character-set dependence).
+_ASCII_VRS = frozenset({"CS", "UI", "IS", "DS", "AS", "DA", "TM"})
+_TAGS: dict[str, int] = {}
+
+
+def _header_value(ds, keyword: str):
+    """``ds.get(keyword)``, decoding simple raw elements directly.
+
+    A header read leaves elements raw; pydicom's generic conversion costs ~0.1 ms per element,
+    most of the time of a header import. ASCII-text VRs (CS, UI, IS, DS...) and US are decoded
+    here from the raw bytes (a list when multi-valued); any other element (PatientID's LO,
+    sequences, already converted ones) goes through ``ds.get``, so values are the same.
+    """
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        tag = _TAGS[keyword] = tag_for_keyword(keyword)
+    try:
+        elem = ds.get_item(tag)
+    except (KeyError, AttributeError):
+        elem = None
+    if elem is None:
+        return None
+    raw = getattr(elem, "value", None)
+    if not isinstance(elem, RawDataElement) or not isinstance(raw, bytes):
+        return ds.get(keyword)
+    vr = elem.VR or dictionary_VR(tag)
+    if vr in _ASCII_VRS:
+        text = raw.decode("ascii", "replace").rstrip("\x00 ")
+        parts = [t.strip() for t in text.split("\\")]
+        if vr == "IS":
+            try:
+                values = [int(float(t)) for t in parts if t]
+            except ValueError:
+                return ds.get(keyword)
+            return values[0] if len(values) == 1 else (values or None)
+        if not text:
+            return ""
+        return parts[0] if len(parts) == 1 else parts
+    if vr == "US" and len(raw) == 2:
+        little = ds.original_encoding[1]
+        return int.from_bytes(raw, "little" if little is not False else "big")
+    return ds.get(keyword)
+
+
 def _mirroring_hint(laterality: str | None, orientation: list[str]) -> bool | None:
     # PatientOrientation's first value is the patient direction of the rows (left -> right).
     # Display convention: L breast chest wall on the left, so moving right goes Anterior (to the
@@ -279,8 +326,9 @@ def read_dicom_info(path: str | os.PathLike) -> DicomInfo:
 def _info_from(path: Path, ds, syntax: str | None, has_pixels: bool, pixel_length: int | None) -> DicomInfo:
     laterality = _laterality_of(ds)
     orientation = _orientation_of(ds)
+    rows, columns = _header_value(ds, "Rows"), _header_value(ds, "Columns")
 
-    view = normalise_view(ds.get("ViewPosition"))
+    view = normalise_view(_header_value(ds, "ViewPosition"))
     code_view, modifiers = _view_from_code_sequence(ds)
     if view is None:
         view = code_view
@@ -292,22 +340,22 @@ def _info_from(path: Path, ds, syntax: str | None, has_pixels: bool, pixel_lengt
 
     return DicomInfo(
         path=str(path),
-        study_uid=_raw_or_none(ds.get("StudyInstanceUID")),
-        patient_id=_str_or_none(ds.get("PatientID")),
-        sop_instance_uid=_raw_or_none(ds.get("SOPInstanceUID")),
+        study_uid=_raw_or_none(_header_value(ds, "StudyInstanceUID")),
+        patient_id=_str_or_none(_header_value(ds, "PatientID")),
+        sop_instance_uid=_raw_or_none(_header_value(ds, "SOPInstanceUID")),
         laterality=laterality,
         view=view,
         view_modifiers=modifiers,
-        modality=_str_or_none(ds.get("Modality")),
-        presentation_intent=_str_or_none(ds.get("PresentationIntentType")),
-        photometric=_str_or_none(ds.get("PhotometricInterpretation")),
+        modality=_str_or_none(_header_value(ds, "Modality")),
+        presentation_intent=_str_or_none(_header_value(ds, "PresentationIntentType")),
+        photometric=_str_or_none(_header_value(ds, "PhotometricInterpretation")),
         transfer_syntax=syntax,
         has_pixel_data=has_pixels,
         rows=as_int(ds.get("Rows")),
         columns=as_int(ds.get("Columns")),
         frames=as_int(ds.get("NumberOfFrames") or 1) or 0,
         patient_orientation=orientation,
-        field_of_view_horizontal_flip=_str_or_none(ds.get("FieldOfViewHorizontalFlip")),
+        field_of_view_horizontal_flip=_str_or_none(_header_value(ds, "FieldOfViewHorizontalFlip")),
         mirrored=_mirroring_hint(laterality, orientation),
         pixel_problem=pixel_module_problem(ds, syntax, pixel_length) if has_pixels else None,
         accession_number=_str_or_none(ds.get("AccessionNumber")),
@@ -441,14 +489,14 @@ def dicom_to_uint16(ds, stored: np.ndarray, path: str | os.PathLike = "<dataset>
 
 def _laterality_of(ds) -> str | None:
     for keyword in ("ImageLaterality", "Laterality"):
-        value = _str_or_none(ds.get(keyword))
+        value = _str_or_none(_header_value(ds, keyword))
         if value and value.upper() in _LATERALITY:
             return _LATERALITY[value.upper()]
     return None
 
 
 def _orientation_of(ds) -> list[str]:
-    raw = ds.get("PatientOrientation")
+    raw = _header_value(ds, "PatientOrientation")
     if raw is None or raw == "":
         return []
     if isinstance(raw, str):
