@@ -57,7 +57,7 @@ def test_hostile_uid_rejected_and_manifest_survives_preprocess(tmp_path):
     assert raw.count(b"\n") == 5 and b"\x85" not in raw
 
     work = tmp_path / "work"
-    report = preprocess(out / "manifest.csv", work, preset="tiny")
+    report = preprocess(out / "manifest.csv", work, preset="scale:0.05")
     assert report.n_failed == 0 and report.n_ok == 4
     exams = json.loads((work / "exams.json").read_text())["exams"]
     assert exams[0]["patient_id"] == "../../x"
@@ -107,7 +107,7 @@ def test_exam_id_never_escapes_the_work_folder(tmp_path):
             write_png16(src / f"{view}.png", breast_image(side=view[0]))
             w.writerow(["../../x", view, f"src/{view}.png"])
     work = tmp_path / "deep" / "work"
-    preprocess(manifest, work, preset="tiny")
+    preprocess(manifest, work, preset="scale:0.05")
     names = sorted(p.name for p in (work / "cropped").iterdir())
     assert names == sorted(f"___.._x_{v.replace('-', '_')}.png" for v in VIEWS4)
     assert not (tmp_path / "x").exists() and not (tmp_path / "deep" / "x").exists()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mammokit.utils.io import write_csv_atomic, write_json_atomic
 from mammokit.utils.log import get_logger
 
-if TYPE_CHECKING:
-    from mammokit.workflows.demo import DemoSettings
+# The settings object ``s`` is typed Any: DemoSettings lives in workflows.demo, which imports this
+# module (a type-only import back would be an import cycle).
+DemoSettings = Any
 
 log = get_logger(__name__)
 
