@@ -97,12 +97,16 @@ def compare(reference: Path, candidate: Path, rewrite=None) -> list[str]:
 
 
 def kill_matrix(make_args, reference: Path, progress_glob: str, points: list[int], work: Path,
-                rewrite=None) -> list[KillResult]:
+                rewrite=None, prepare=None) -> list[KillResult]:
     """For each kill point: fresh output folder, run + SIGKILL at the point, re-run to the end,
-    compare with ``reference`` (an uninterrupted run's output). ``make_args(out) -> argv``."""
+    compare with ``reference`` (an uninterrupted run's output). ``make_args(out) -> argv``;
+    ``prepare(out)`` (optional) fills the folder first (e.g. a copy of a preprocessed work folder
+    for a stage that writes into it)."""
     results = []
     for point in points:
         out = work / f"kill{point}"
+        if prepare is not None:
+            prepare(out)
         args = make_args(out)
         killed, seen = run_and_kill(args, out, progress_glob, point)
         run_stage(args)
