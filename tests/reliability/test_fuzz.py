@@ -42,3 +42,13 @@ def test_reader_survives_hostile_files(name):
     if reader.can_accept:
         assert summary.counts.get("accepted", 0) > 0, summary.counts
     assert summary.counts.get("error", 0) + summary.counts.get("reject", 0) > 0, summary.counts
+
+
+# Cases the 10,000-case benchmark found (benchmarks/fuzz.py, seed 0), kept as regressions.
+FOUND = [("dicom-scan", 5162)]  # PixelData element with a corrupt VR, accepted by scan
+
+
+@pytest.mark.parametrize("name,index", FOUND)
+def test_cases_found_at_volume(name, index, tmp_path):
+    result = run_case(READERS[name], index, seed=0, folder=tmp_path)
+    assert not result.failed, f"{name} case {index}: {result.status}: {result.detail}"

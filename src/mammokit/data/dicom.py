@@ -92,6 +92,7 @@ _VIEW_MEANINGS = {
 _LATERALITY = {"L": "L", "R": "R", "LEFT": "L", "RIGHT": "R"}
 
 _PIXEL_GROUP = 0x7FE0
+_PIXEL_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
 
 
 @dataclass
@@ -269,6 +270,8 @@ def _pixel_data_after(fp, implicit_vr: bool, little_endian: bool) -> tuple[bool,
     if implicit_vr:
         length, header = int.from_bytes(head[4:8], order), 8
     elif len(head) == 12:
+        if head[4:6] not in _PIXEL_VRS:
+            return True, True, None  # a corrupt VR: pydicom cannot decode this element
         length, header = int.from_bytes(head[8:12], order), 12  # OB/OW/OF/OD: 2 reserved bytes
     else:
         return True, True, None
@@ -313,7 +316,8 @@ def read_dicom_info(path: str | os.PathLike) -> DicomInfo:
         raise ImageReadError(f"{path}: cannot read file ({exc})") from None
 
     if truncated:
-        raise ImageReadError(f"{path}: truncated DICOM file (pixel data shorter than its declared length)")
+        raise ImageReadError(f"{path}: truncated DICOM file or corrupt pixel data element (shorter than its declared "
+                             "length, or an invalid value representation)")
     if "SOPClassUID" not in ds and "Modality" not in ds:
         # pydicom stops quietly at the end of a cut-off file; a real image header has both.
         raise ImageReadError(f"{path}: truncated or incomplete DICOM header (no SOPClassUID or Modality)")

@@ -192,7 +192,8 @@ def load_exam_models(
     """
     from mammokit.heatmaps import default_batch_size
     from mammokit.inference.heatmaps import load_patch_model
-    from mammokit.inference.predict import _check_model_presets, load_models
+    from mammokit.inference.predict import load_models
+    from mammokit.models.presets import AUTO, check_against_workdir
     from mammokit.utils.device import resolve_device, resolve_dtype
 
     if not models:
@@ -202,7 +203,9 @@ def load_exam_models(
     chosen = preset_of(preset) if preset is not None else next((preset_of(m.preset) for m in loaded if m.preset), None)
     if chosen is None:
         raise UsageError(f"{models[0]}: no preset recorded in the checkpoint; give one (--preset)")
-    _check_model_presets(loaded, chosen)
+    # Every breast model must record the preset run at (or be silent about it).
+    check_against_workdir(AUTO if preset is None else preset, chosen, f"preset {chosen.name}",
+                          [(f"model {m.path}", preset_of(m.preset)) for m in loaded])
     info = [{"role": "breast", "path": str(m.path), "arch": _arch_of(m.model), "sha256": file_sha256(m.path)}
             for m in loaded]
     patch = None

@@ -52,7 +52,7 @@ from mammokit.data.examlist import GEOMETRY_FIELDS, HEATMAP_FIELDS, MASK_FIELDS,
 from mammokit.errors import InputFileError, UsageError
 from mammokit.preprocess.center import optimal_center
 from mammokit.preprocess.crop import CropError, crop_mammogram
-from mammokit.utils.io import write_csv_atomic, write_json_atomic
+from mammokit.utils.io import remove_stale_temporaries, write_csv_atomic, write_json_atomic
 from mammokit.utils.log import get_logger, progress
 
 log = get_logger(__name__)
@@ -339,6 +339,9 @@ def preprocess_exams(
         n_images=len(jobs),
     )
     (workdir / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    # Partial files of a killed earlier run (never taken as done, but not left to pile up).
+    for folder in (workdir, workdir / IMAGE_DIR, workdir / SIDECAR_DIR):
+        remove_stale_temporaries(folder)
     log.info(
         "preprocessing %d images of %d exams (preset %s, %d worker(s), background <= %d)",
         len(jobs), len(exams), preset.name, workers, background_threshold,

@@ -27,7 +27,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     dest.parent.mkdir(parents=True, exist_ok=True)
     # The temporary name keeps the destination's suffix (".png", ".h5") as its last suffix.
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{dest.stem}.tmp-", suffix=suffix if suffix is not None else dest.suffix, dir=dest.parent
+        prefix=f".{dest.stem}{TEMP_MARKER}", suffix=suffix if suffix is not None else dest.suffix, dir=dest.parent
     )
     os.close(fd)
     # mkstemp creates files with mode 0600; give them the usual permissions (0666 & ~umask).
@@ -42,6 +42,26 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+TEMP_MARKER = ".tmp-"
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files :func:`atomic_path` leaves behind when a process is killed
+    mid-write (``.<stem>.tmp-XXXX<suffix>`` directly in ``folder``). Call it when a stage
+    starts, before it writes anything there; never while another writer uses the folder.
+    Returns how many were removed."""
+    folder = Path(folder)
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for path in folder.iterdir():
+        if path.name.startswith(".") and TEMP_MARKER in path.name and path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
