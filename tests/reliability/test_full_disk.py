@@ -31,7 +31,7 @@ def done_workdir(tmp_path):
             write_png16(src / f"{view}.png", breast_image(side=view[0], seed=VIEWS4.index(view)))
             w.writerow(["e0", view, f"{view}.png"])
     work = tmp_path / "work"
-    assert main(["-q", "preprocess", str(manifest), "--out", str(work), "--preset", "tiny"]) == 0
+    assert main(["-q", "preprocess", str(manifest), "--out", str(work), "--preset", "scale:0.05"]) == 0
     return src, manifest, work
 
 
@@ -64,7 +64,7 @@ def test_failed_writes_give_one_error_and_corrupt_nothing(done_workdir, monkeypa
     src, manifest, work = done_workdir
     inputs, outputs = tree_hash(src), tree_hash(work)
     _fail_after(monkeypatch, n_ok, err, half)
-    code = main(["-q", "preprocess", str(manifest), "--out", str(work), "--preset", "tiny", "--no-resume"])
+    code = main(["-q", "preprocess", str(manifest), "--out", str(work), "--preset", "scale:0.05", "--no-resume"])
     assert code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and os.strerror(err) in lines[0] and str(work) in lines[0], lines

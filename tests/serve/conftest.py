@@ -124,12 +124,32 @@ class Server:
         raise AssertionError(f"study {uid} not {statuses} in {timeout} s; log:\n{self.log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_models):
-    """One server for a test module (no --send-to)."""
-    s = Server(tmp_path_factory.mktemp("serve_state") / "state", tiny_models).start()
-    yield s
-    s.stop()
+@pytest.fixture(scope="session")
+def pacs(tmp_path_factory):
+    """``(server, orthanc)``: one ``mammokit serve`` for the API, DICOM and viewer tests, and, when
+    the Debian package is installed, a real Orthanc as its PACS (``orthanc`` None otherwise: the
+    Orthanc test skips, the others run). Calling AEs allowed: ORTHANC and TESTSCU; uploads
+    limited to 1 MB."""
+    root = tmp_path_factory.mktemp("pacs")
+    models = make_tiny_models(root / "models", seed=0)
+    server = Server(root / "state", models, extra=["--max-upload-mb", "1", "--allow-ae", "ORTHANC,TESTSCU",
+                                                     "--retry-base", "0.5"])
+    orthanc = None
+    if shutil.which("Orthanc") or os.path.exists("/usr/sbin/Orthanc"):
+        from tests.serve.orthanc import Orthanc
+
+        orthanc = Orthanc(root / "orthanc", server.dicom_port)
+        server.extra += ["--send-to", f"ORTHANC@127.0.0.1:{orthanc.dicom}"]
+    server.start()
+    yield server, orthanc
+    server.stop()
+    if orthanc is not None:
+        orthanc.stop()
+
+
+@pytest.fixture(scope="session")
+def server(pacs):
+    return pacs[0]
 
 
 def study_uid(study: dict) -> str:

@@ -11,15 +11,13 @@ import pytest
 from PIL import Image
 
 from mammokit.serve.results import read_seg_maps, read_sr_probabilities
-from tests.serve.conftest import TOKEN, Server, study_uid, upload, variant
+from tests.serve.conftest import TOKEN, study_uid, upload, variant
 from tests.serve.test_results import dciodvfy_errors
 
 
 @pytest.fixture(scope="module")
-def api_server(tmp_path_factory, tiny_models):
-    s = Server(tmp_path_factory.mktemp("api") / "state", tiny_models, extra=["--max-upload-mb", "1"]).start()
-    yield s
-    s.stop()
+def api_server(server):
+    return server  # the session's server (uploads limited to 1 MB)
 
 
 def test_auth(api_server):

@@ -5,8 +5,6 @@ allow-list, compressed transfer syntaxes, idempotent re-sends and export refusal
 from __future__ import annotations
 
 import io
-import json
-import subprocess
 import time
 
 import pydicom
@@ -15,52 +13,13 @@ from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from mammokit.serve.dicom_node import send_files
 from mammokit.serve.results import read_sr_probabilities
-from tests.serve.conftest import Server, c_store, free_port, need, study_uid, variant
-
-
-class Orthanc:
-    def __init__(self, root, mammokit_port: int) -> None:
-        self.exe = need("Orthanc")
-        self.http, self.dicom = free_port(), free_port()
-        root.mkdir(parents=True, exist_ok=True)
-        self.config = root / "orthanc.json"
-        self.config.write_text(json.dumps({
-            "Name": "mammokit-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
-            "HttpPort": self.http, "DicomPort": self.dicom, "DicomAet": "ORTHANC", "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "HttpServerEnabled": True, "Plugins": [], "StableAge": 1,
-            "DicomAlwaysAllowStore": True, "DicomAlwaysAllowEcho": True, "DicomCheckCalledAet": False,
-            "DicomModalities": {"mammokit": ["MAMMOKIT", "127.0.0.1", mammokit_port]},
-        }))
-        self.log = open(root / "orthanc.log", "wb")
-        self.proc = subprocess.Popen([self.exe, str(self.config)], stdout=self.log, stderr=subprocess.STDOUT)
-        import httpx
-
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.http}", timeout=60)
-        for _ in range(100):
-            try:
-                if self.client.get("/system").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("Orthanc did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(20)
-        self.log.close()
+from tests.serve.conftest import c_store, free_port, need, study_uid
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tiny_models):
-    root = tmp_path_factory.mktemp("dicom")
-    server = Server(root / "state", tiny_models)  # ports chosen; Orthanc needs mammokit's
-    orthanc = Orthanc(root / "orthanc", server.dicom_port)
-    server.extra = ["--allow-ae", "ORTHANC,TESTSCU", "--send-to", f"ORTHANC@127.0.0.1:{orthanc.dicom}",
-                    "--retry-base", "0.5"]
-    server.start()
-    yield server, orthanc
-    server.stop()
-    orthanc.stop()
+def setup(pacs):
+    server, orthanc = pacs
+    return server, orthanc
 
 
 def test_echo_and_allow_list(setup):
@@ -81,6 +40,8 @@ def test_echo_and_allow_list(setup):
 
 def test_orthanc_sends_the_study_and_gets_the_sr_back(setup, studies):
     server, orthanc = setup
+    if orthanc is None:
+        need("Orthanc")
     study = studies[0]
     uid = study_uid(study)
     for path in study.values():
