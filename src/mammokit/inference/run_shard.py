@@ -83,7 +83,8 @@ def run_shard(sh: Shard, manifest, out: Path, models: list, patch_model, need: l
 def _compute(sh, exams, positions, n_job, out, models, patch_model, need, preset, pmeta, tta, seed, workers, device,
              dtype, batch_size, strict, heatmap_dtype, heatmap_batch_size):
     from mammokit.inference.heatmaps import HeatmapJob, record_heatmap_fields
-    from mammokit.inference.predict import _check_model_presets
+    from mammokit.config import preset_of
+    from mammokit.models.presets import AUTO, check_against_workdir
     from mammokit.preprocess.pipeline import preprocess_exams
 
     log.info("run shard %s: stage 1/3 preprocess", sh)
@@ -105,7 +106,7 @@ def _compute(sh, exams, positions, n_job, out, models, patch_model, need, preset
     dev = resolve_device(device, local_rank())
     dt = resolve_dtype(dtype, dev, "models")
     loaded = load_models(models, dev)
-    _check_model_presets(loaded, wpreset)
+    check_against_workdir(AUTO, wpreset, f"work folder {out}", [(f"model {m.path}", preset_of(m.preset)) for m in loaded])
     result = predict_exams(out, records, loaded, wpreset, tta=tta, seed=seed, device=dev, dtype=dt,
                            batch_size=batch_size, strict=strict, image_dir=pmeta["image_dir"])
     data = {
