@@ -221,7 +221,9 @@ def _header_value(ds, keyword: str):
         return ds.get(keyword)
     vr = elem.VR or dictionary_VR(tag)
     if vr in _ASCII_VRS:
-        text = raw.decode("ascii", "replace").rstrip("\x00 ")
+        # latin-1 keeps every byte as one character (as pydicom does for these VRs), so a hostile
+        # byte such as 0x85 reaches the UID check and the escaper as itself, not as U+FFFD.
+        text = raw.decode("latin-1").rstrip("\x00 ")
         parts = [t.strip() for t in text.split("\\")]
         if vr == "IS":
             try:
