@@ -143,10 +143,10 @@ def breast_rows(pred_path: str | os.PathLike, labels_path: str | os.PathLike, ta
     lab = read_labels(labels_path)
     if split is not None:
         lab = subset_labels(lab, [s == split for s in lab.extra.get("split", [""] * len(lab.exam_ids))])
+    pred = read_predictions(pred_path)
+    check_same_exams(pred, lab)  # against the whole split: the population is a subset of it
     keep, _ = select_population(lab, population)
     lab = subset_labels(lab, keep)
-    pred = read_predictions(pred_path)
-    check_same_exams(pred, lab)
     pidx = pred.index()
     rows = [pidx[e] for e in lab.exam_ids]
     lc, rc = f"left_{task}", f"right_{task}"
