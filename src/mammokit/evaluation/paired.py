@@ -144,7 +144,7 @@ def breast_rows(pred_path: str | os.PathLike, labels_path: str | os.PathLike, ta
     if split is not None:
         lab = subset_labels(lab, [s == split for s in lab.extra.get("split", [""] * len(lab.exam_ids))])
     pred = read_predictions(pred_path)
-    check_same_exams(pred, lab)  # on the whole split: the population is a subset of both
+    check_same_exams(pred, lab)  # against the whole split: the population is a subset of it
     keep, _ = select_population(lab, population)
     lab = subset_labels(lab, keep)
     pidx = pred.index()

@@ -83,7 +83,7 @@ def split_ids(labels_csv: Path, split: str) -> list[str]:
         return [row["exam_id"] for row in csv.DictReader(fh) if row.get("split") == split]
 
 
-def synth_stage(data: Path, s: DemoSettings, seed: int, workers: int) -> None:
+def synth_stage(data: Path, s: Any, seed: int, workers: int) -> None:
     from mammokit.synth import generate
 
     generate(
@@ -95,7 +95,7 @@ def synth_stage(data: Path, s: DemoSettings, seed: int, workers: int) -> None:
     mark_done(data, {"stage": "synth", **s.to_dict(), "seed": seed})
 
 
-def preprocess_stage(data: Path, work: Path, s: DemoSettings, workers: int) -> None:
+def preprocess_stage(data: Path, work: Path, s: Any, workers: int) -> None:
     from mammokit.preprocess.pipeline import preprocess
 
     report = preprocess(data / "manifest.csv", work, preset=s.preset(), workers=workers)
@@ -104,7 +104,7 @@ def preprocess_stage(data: Path, work: Path, s: DemoSettings, workers: int) -> N
     mark_done(work, {"stage": "preprocess", "scale": s.scale, "n_exams": s.n_exams})
 
 
-def patch_stage(work: Path, data: Path, run: Path, s: DemoSettings, seed: int, device: str) -> str:
+def patch_stage(work: Path, data: Path, run: Path, s: Any, seed: int, device: str) -> str:
     from mammokit.training.patch import resume_patch, train_patch
 
     if (run / "state.pt").exists():
@@ -119,7 +119,7 @@ def patch_stage(work: Path, data: Path, run: Path, s: DemoSettings, seed: int, d
     return result["checkpoint"]
 
 
-def heatmaps_stage(work: Path, patch_ckpt: Path, s: DemoSettings, seed: int, device: str) -> None:
+def heatmaps_stage(work: Path, patch_ckpt: Path, s: Any, seed: int, device: str) -> None:
     from mammokit.inference.heatmaps import make_heatmaps
 
     summary = make_heatmaps(work, patch_ckpt, stride=s.heatmap_stride, device=device, seed=seed)
@@ -128,7 +128,7 @@ def heatmaps_stage(work: Path, patch_ckpt: Path, s: DemoSettings, seed: int, dev
     mark_done(work / "heatmaps", {"stage": "heatmaps", "patch_model": str(patch_ckpt)})
 
 
-def train_stage(run: Path, s: DemoSettings, seed: int, device: str, **fields: Any) -> dict:
+def train_stage(run: Path, s: Any, seed: int, device: str, **fields: Any) -> dict:
     from mammokit.training.breast import resume_breast, train_breast
     from mammokit.training.config import TrainConfig
 
@@ -145,7 +145,7 @@ def train_stage(run: Path, s: DemoSettings, seed: int, device: str, **fields: An
     return result
 
 
-def predict_stage(work: Path, models: dict[str, list[Path]], out_dir: Path, s: DemoSettings, seed: int, device: str) -> None:
+def predict_stage(work: Path, models: dict[str, list[Path]], out_dir: Path, s: Any, seed: int, device: str) -> None:
     """Predict the test split with each model (TTA); ``OUT/predictions/<name>.csv``."""
     from mammokit.inference.predict import predict
 
