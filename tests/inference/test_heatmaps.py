@@ -83,9 +83,14 @@ def test_make_heatmaps_writes_flipped_back_maps_and_resumes(tmp_path):
     np.testing.assert_allclose(read_heatmap(wd / "heatmaps/malignant/e1_R_CC.png"), maps[0], atol=1 / 65535)
     np.testing.assert_allclose(read_heatmap(wd / "heatmaps/benign/e1_R_CC.png"), maps[1], atol=1 / 65535)
     np.testing.assert_allclose(read_heatmap(wd / "heatmap_benign/e1_R_CC.hdf5"), maps[1], atol=1e-6)
-    # Resume: nothing recomputed.
+    # Resume: nothing recomputed; a temporary left by a killed write (atomic_path's name) is
+    # cleared, the finished maps are kept as they were.
+    stale = wd / "heatmaps/benign/.e1_L_MLO.tmp-abc123.png"
+    stale.write_bytes(b"half a png")
+    before = (wd / "heatmaps/benign/e1_R_CC.png").read_bytes()
     again = make_heatmaps(wd, ckpt, device="cpu", reference_layout=True, seed=4)
     assert again["done"] == 0 and again["skipped"] == 4
+    assert not stale.exists() and (wd / "heatmaps/benign/e1_R_CC.png").read_bytes() == before
 
 
 def test_bad_image_is_reported_and_skipped(tmp_path):

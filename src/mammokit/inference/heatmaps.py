@@ -43,7 +43,7 @@ from mammokit.heatmaps import (
 from mammokit.models.presets import AUTO, check_against_workdir
 from mammokit.transforms import from_model_frame, standardize_image, to_model_frame
 from mammokit.utils.device import dtype_name, resolve_device, resolve_dtype
-from mammokit.utils.io import write_csv_atomic
+from mammokit.utils.io import remove_stale_temporaries, write_csv_atomic
 from mammokit.utils.log import get_logger, progress
 from mammokit.utils.seed import derive_seed
 from mammokit.utils.shard import (
@@ -154,6 +154,10 @@ def make_heatmaps(
     job = HeatmapJob.create(workdir, meta, patch_model, stride, batch_size, device, dtype, reference_layout, seed,
                             patch_size, compile, exams, preset=preset)
     if sh is None:
+        # Leftovers of a killed run (never taken as maps); shards share these folders, so only a
+        # single process clears them.
+        for folder in {str(Path(p).parent) for p in heatmap_paths("x").values()}:
+            remove_stale_temporaries(workdir / folder)
         out = job.compute(exams, list(range(len(exams))), strict, exams_path=exams_path, meta=meta)
         finish_heatmaps(exams_path, exams, meta, out["failures"], job.info)
         summary = {**out, "shard": None, "missing_shards": []}
