@@ -73,3 +73,18 @@ def header_disagrees(info, laterality: str) -> str | None:
     if info.laterality and info.laterality != laterality:
         return f"header laterality {info.laterality}, the table says {laterality}"
     return None
+
+
+def table_image_problem(ctx, info, path, laterality: str):
+    """The reject of an image whose view and laterality come from the set's table (VinDr, RSNA):
+    the header read failed, is not a usable image, or names the other breast; None if usable."""
+    from mammokit.data.importers.base import reject
+    from mammokit.data.importers.context import UNKNOWN_VALUE
+    from mammokit.data.scan import Reject
+
+    if isinstance(info, Reject):
+        return info
+    bad = ctx.check_header(info, need_laterality=False, need_view=False)
+    if bad is None and header_disagrees(info, laterality):
+        bad = reject(path, UNKNOWN_VALUE, header_disagrees(info, laterality))
+    return bad

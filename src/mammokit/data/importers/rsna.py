@@ -24,11 +24,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mammokit.data.importers._shared import age_text, header_disagrees, parse_flag, parse_number, pretraining_birads
+from mammokit.data.importers._shared import age_text, parse_flag, table_image_problem, parse_number, pretraining_birads
 from mammokit.data.importers.base import ImageRecord, ImportRecords, empty_labels, not_layout, register, reject
 from mammokit.data.importers.context import DUPLICATE, SPECIAL_VIEW, UNKNOWN_VALUE, ImportContext
 from mammokit.data.importers.tables import read_table, require_columns, where
-from mammokit.data.scan import Reject
 
 TRAIN_CSV = "train.csv"
 REQUIRED = ("patient_id", "image_id", "laterality", "view", "cancer")
@@ -89,12 +88,7 @@ class Rsna:
         for row, patient, lat, view in rows:
             path = paths[id(row)]
             info = headers[str(path)]
-            if isinstance(info, Reject):
-                rec.rejects.append(info)
-                continue
-            bad = ctx.check_header(info, need_laterality=False, need_view=False)
-            if bad is None and header_disagrees(info, lat):
-                bad = reject(path, UNKNOWN_VALUE, header_disagrees(info, lat))
+            bad = table_image_problem(ctx, info, path, lat)
             if bad is not None:
                 rec.rejects.append(bad)
                 continue

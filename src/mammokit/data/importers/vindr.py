@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mammokit.data.importers._shared import (
     age_text,
-    header_disagrees,
+    table_image_problem,
     oriented_box,
     parse_number,
     pretraining_birads,
@@ -40,7 +40,6 @@ from mammokit.data.importers._shared import (
 from mammokit.data.importers.base import Box, ImageRecord, ImportRecords, empty_labels, not_layout, register, reject
 from mammokit.data.importers.context import DUPLICATE, SPECIAL_VIEW, UNKNOWN_VALUE, ImportContext
 from mammokit.data.importers.tables import read_table, require_columns, where
-from mammokit.data.scan import Reject
 
 BREAST_CSV = "breast-level_annotations.csv"
 FINDING_CSV = "finding_annotations.csv"
@@ -165,12 +164,7 @@ class VindrMammo:
         for row, study, lat, view, split in rows:
             path = paths[id(row)]
             info = headers[str(path)]
-            if isinstance(info, Reject):
-                rec.rejects.append(info)
-                continue
-            bad = ctx.check_header(info, need_laterality=False, need_view=False)
-            if bad is None and header_disagrees(info, lat):
-                bad = reject(path, UNKNOWN_VALUE, header_disagrees(info, lat))
+            bad = table_image_problem(ctx, info, path, lat)
             if bad is not None:
                 rec.rejects.append(bad)
                 continue
